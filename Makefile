@@ -1,0 +1,29 @@
+# The two set-up commands of the README: `make demo` and `make test`. Each creates .venv when it is
+# missing and installs vlkit (editable) with the extras it needs; nothing else needs doing by hand.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_OUT ?= runs/demo
+
+.PHONY: demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,openclip]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/vlkit demo --out $(DEMO_OUT)
+
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests bench
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests bench
+
+bench: $(VENV)/.installed
+	$(PY) -m bench
+
+clean:
+	rm -rf runs .pytest_cache

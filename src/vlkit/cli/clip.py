@@ -1,0 +1,61 @@
+"""`vlkit clip ...`: train a CLIP from scratch (the embedded default's) in the HF layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from vlkit.data.captions import load_caption_dataset
+from vlkit.errors import VlkitError
+from vlkit.train.clip_trainer import ClipTrainConfig, train_clip
+
+app = typer.Typer(help="Train a CLIP from scratch on a caption dataset.", no_args_is_help=True)
+console = Console()
+
+
+@app.command("train")
+def train(
+    data: Path = typer.Option(
+        ...,
+        "--data",
+        help="A shapes world folder, or a folder with train.json, "
+        "val.json (optional) and images/ in the COCO caption layout.",
+    ),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        help="Model folder to write (HF layout: config.json, model.safetensors, tokenizer, preprocessor).",
+    ),
+    steps: int = typer.Option(None, "--steps", help="Optimizer steps (default: the config's)."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Images per step."),
+    learning_rate: float = typer.Option(None, "--learning-rate", help="Peak learning rate."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the weights and the data order."),
+    mixed_precision: str = typer.Option("auto", "--mixed-precision", help="no, bf16, fp16 or auto."),
+    checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint."),
+) -> None:
+    """Train a CLIP with the symmetric contrastive loss; same seed, same weights."""
+    config = ClipTrainConfig()
+    loop = config.loop
+    loop.seed, loop.mixed_precision = seed, mixed_precision
+    for name, value in (
+        ("steps", steps),
+        ("learning_rate", learning_rate),
+        ("checkpoint_every", checkpoint_every),
+    ):
+        if value is not None:
+            if value <= 0:
+                raise VlkitError(f"--{name.replace('_', '-')}: must be positive, got {value}")
+            setattr(loop, name, value)
+    if batch_size is not None:
+        if batch_size < 2:
+            raise VlkitError(f"--batch-size: must be at least 2 for a contrastive loss, got {batch_size}")
+        config.batch_size = batch_size
+    train_set = load_caption_dataset(data / "train.json", data / "images")
+    val_set = (
+        load_caption_dataset(data / "val.json", data / "images") if (data / "val.json").is_file() else None
+    )
+    train_clip(config, train_set, val_set, out, resume=resume)
+    console.print(f"[green]saved[/] {out}  (loss log: {out / 'train_log.jsonl'})")

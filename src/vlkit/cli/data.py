@@ -1,0 +1,68 @@
+"""`vlkit data ...`: generate the shapes world and inspect datasets."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vlkit.cli.inspect import inspect
+from vlkit.data.shapes import COLOURS, SHAPES, ShapesConfig, WorldSummary, generate_world
+
+app = typer.Typer(help="Generate the shapes world and inspect datasets.", no_args_is_help=True)
+app.command("inspect")(inspect)
+
+_SHAPES_FIELDS = {spec.name: spec for spec in dataclasses.fields(ShapesConfig)}
+
+
+def _option(name: str) -> Any:
+    """The typer option of one ShapesConfig field: its flag, default and help come from the dataclass."""
+    spec = _SHAPES_FIELDS[name]
+    return typer.Option(spec.default, spec.metadata["flag"], help=spec.metadata["help"], show_default=True)
+
+
+@app.command("shapes")
+def shapes(
+    out: Path = typer.Option(..., "--out", help="World folder: absent, empty, or an earlier world."),
+    seed: int = _option("seed"),
+    n_train: int = _option("n_train"),
+    n_val: int = _option("n_val"),
+    image_size: int = _option("image_size"),
+    per_class_train: int = _option("per_class_train"),
+    per_class_val: int = _option("per_class_val"),
+    n_heldout: int = _option("n_heldout"),
+    captions_per_image: int = _option("captions_per_image"),
+    workers: int = _option("workers"),
+) -> None:
+    """Generate the shapes world: captioned scenes with masks, classification images, held-out classes."""
+    config = ShapesConfig(
+        seed=seed, n_train=n_train, n_val=n_val, image_size=image_size, per_class_train=per_class_train,
+        per_class_val=per_class_val, n_heldout=n_heldout, captions_per_image=captions_per_image,
+        workers=workers,
+    )
+    summary = generate_world(config, out)
+    _print_summary(Console(), summary)
+
+
+def _print_summary(console: Console, summary: WorldSummary) -> None:
+    counts = Table(title=f"shapes world in {summary.out_dir}", show_header=False)
+    counts.add_row("captioned images", f"{summary.n_train} train, {summary.n_val} val")
+    counts.add_row("captions", str(summary.n_captions))
+    counts.add_row("classification images",
+                   f"{summary.n_classification_train} train, {summary.n_classification_val} val")
+    counts.add_row("classes", f"{len(summary.classes)} ({len(COLOURS)} colours x {len(SHAPES)} shapes), "
+                   f"{len(summary.heldout)} held out of training")
+    counts.add_row("time", f"{summary.seconds:.1f} s")
+    console.print(counts)
+    heldout = set(summary.heldout)
+    grid = Table(title="classes (x = held out: in no training image or caption)")
+    grid.add_column("")
+    for shape in SHAPES:
+        grid.add_column(shape, justify="center")
+    for colour in COLOURS:
+        grid.add_row(colour, *("[bold red]x[/]" if (colour, shape) in heldout else "." for shape in SHAPES))
+    console.print(grid)

@@ -1,0 +1,85 @@
+"""The `vlkit` command: assembles the command groups and turns `VlkitError` into one line and exit code 2.
+
+typer parses and renders help; each command group lives in its own module and only parses arguments,
+builds the library's dataclasses, calls the library and prints.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from vlkit import progress
+from vlkit.cli import clip as clip_cli
+from vlkit.cli import data as data_cli
+from vlkit.cli import demo as demo_cli
+from vlkit.cli import zeroshot as zeroshot_cli
+from vlkit.errors import VlkitError
+
+app = typer.Typer(
+    name="vlkit",
+    help="Study and build vision-language models: CLIP zero-shot prompt analysis, parameter-efficient "
+    "captioning, caption metrics and attention maps.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(data_cli.app, name="data")
+app.add_typer(clip_cli.app, name="clip")
+app.command(name="zeroshot")(zeroshot_cli.zeroshot)
+app.command(name="demo")(demo_cli.demo)
+
+_state = {"debug": False}
+err_console = Console(stderr=True)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars and no info logging."),
+) -> None:
+    _state["debug"] = debug
+    progress.set_enabled(not quiet)
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
+        force=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except VlkitError as exc:
+        if debug:
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/]")
+        raise SystemExit(130) from None
+    except SystemExit:
+        raise
+    except Exception as exc:  # click's own usage errors are handled below
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        if isinstance(exc, click.exceptions.Abort):
+            raise SystemExit(1) from None
+        raise
+    if isinstance(code, int) and code != 0:
+        raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

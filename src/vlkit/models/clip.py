@@ -1,0 +1,202 @@
+"""Load any CLIP behind one small interface: preprocess, encode images, encode texts, logit scale.
+
+transformers does the models (`CLIPModel`, its tokenizer and image processor) and open_clip, with the
+`openclip` extra, does `open_clip:ARCH/PRETRAINED` names; this module only adapts both to the four
+operations the rest of vlkit uses, picks device and precision, and turns loading failures into one clear line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from vlkit.errors import VlkitError
+
+log = logging.getLogger(__name__)
+
+OPEN_CLIP_PREFIX = "open_clip:"
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class ClipSpec:
+    """What to load and how: a hub id, local folder or `open_clip:ARCH/PRETRAINED`, device, precision."""
+
+    name: str
+    device: str = "auto"
+    precision: str = "fp32"
+
+
+class Clip:
+    """A loaded CLIP. Subclasses adapt one library; every embedding returned is L2-normalized, in fp32."""
+
+    name: str
+    device: torch.device
+    dtype: torch.dtype
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """RGB PIL images -> pixel tensor (B, 3, H, W) in fp32, as the model's own preprocessing makes it."""
+        raise NotImplementedError
+
+    def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def logit_scale(self) -> float:
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, D) unit vectors."""
+        features = self._image_features(pixel_values.to(self.device, self.dtype))
+        return torch.nn.functional.normalize(features.float(), dim=-1)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """N texts -> (N, D) unit vectors, in batches."""
+        chunks = [self._text_features(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+        return torch.nn.functional.normalize(torch.cat(chunks).float(), dim=-1)
+
+
+class HFClip(Clip):
+    """A transformers `CLIPModel` with its tokenizer and image processor."""
+
+    def __init__(
+        self, name: str, model, tokenizer, image_processor, device: torch.device, dtype: torch.dtype
+    ):
+        self.name, self.model, self.tokenizer, self.image_processor = name, model, tokenizer, image_processor
+        self.device, self.dtype = device, dtype
+        self.max_length = int(model.config.text_config.max_position_embeddings)
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return self.image_processor(images=list(images), return_tensors="pt")["pixel_values"].float()
+
+    def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model.get_image_features(pixel_values=pixel_values).pooler_output  # (B, D)
+
+    def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
+        tokens = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(self.device)
+        out = self.model.get_text_features(
+            input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+        )
+        return out.pooler_output  # (N, D)
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.detach().exp())
+
+
+class OpenClip(Clip):
+    """An open_clip model (needs the `openclip` extra)."""
+
+    def __init__(self, name: str, model, transform, tokenizer, device: torch.device, dtype: torch.dtype):
+        self.name, self.model, self.transform, self.tokenizer = name, model, transform, tokenizer
+        self.device, self.dtype = device, dtype
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return torch.stack([self.transform(image) for image in images]).float()
+
+    def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(pixel_values)
+
+    def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.model.encode_text(self.tokenizer(list(texts)).to(self.device))
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.detach().exp())
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise VlkitError(f"--device: unknown device {device!r}") from exc
+
+
+def resolve_precision(precision: str) -> torch.dtype:
+    if precision not in PRECISIONS:
+        raise VlkitError(f"--precision: unknown value {precision!r} (choose {', '.join(PRECISIONS)})")
+    return PRECISIONS[precision]
+
+
+def load_clip(spec: ClipSpec | str) -> Clip:
+    """Load a CLIP by hub id, local folder, or `open_clip:ARCH/PRETRAINED`, ready for inference."""
+    spec = ClipSpec(spec) if isinstance(spec, str) else spec
+    device, dtype = resolve_device(spec.device), resolve_precision(spec.precision)
+    if spec.name.startswith(OPEN_CLIP_PREFIX):
+        return _load_open_clip(spec.name, device, dtype)
+    return _load_hf_clip(spec.name, device, dtype)
+
+
+def check_local_model_folder(
+    name: str, weights=("model.safetensors", "model.safetensors.index.json")
+) -> None:
+    """A name that is an existing folder must hold a config and safetensors weights (never a pickle)."""
+    path = Path(name)
+    if not path.is_dir():
+        if path.exists():
+            raise VlkitError(f"{name}: is a file, expected a model folder or a hub id")
+        return
+    if not (path / "config.json").is_file():
+        raise VlkitError(f"{name}: model folder has no config.json")
+    if not any((path / w).is_file() for w in weights):
+        pickles = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
+        hint = f" (found {', '.join(pickles)}: pickled weights are not loaded)" if pickles else ""
+        raise VlkitError(f"{name}: model folder has no model.safetensors{hint}")
+
+
+def offline_hint(name: str, exc: Exception) -> VlkitError:
+    return VlkitError(
+        f"cannot load model {name!r}: it is not a local folder, not in the Hugging Face cache, and the hub "
+        f"could not be reached ({type(exc).__name__}). On a connected machine run "
+        f"`hf download {name}` (or pass a local folder with config.json and model.safetensors)"
+    )
+
+
+def _load_hf_clip(name: str, device: torch.device, dtype: torch.dtype) -> HFClip:
+    from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+
+    check_local_model_folder(name)
+    try:
+        model = CLIPModel.from_pretrained(name, dtype=dtype, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        image_processor = AutoImageProcessor.from_pretrained(name, backend="pil")
+    except (OSError, ValueError) as exc:
+        if Path(name).is_dir():
+            raise VlkitError(f"{name}: cannot load a CLIP from this folder ({exc})".splitlines()[0]) from exc
+        raise offline_hint(name, exc) from exc
+    model.to(device).eval()
+    return HFClip(name, model, tokenizer, image_processor, device, dtype)
+
+
+def _load_open_clip(name: str, device: torch.device, dtype: torch.dtype) -> OpenClip:
+    try:
+        import open_clip
+    except ImportError as exc:
+        raise VlkitError(f"{name}: open_clip models need the extra: pip install 'vlkit[openclip]'") from exc
+    arch, _, pretrained = name[len(OPEN_CLIP_PREFIX) :].partition("/")
+    if not arch:
+        raise VlkitError(
+            f"{name}: expected open_clip:ARCH/PRETRAINED, e.g. open_clip:ViT-B-32/laion2b_s34b_b79k"
+        )
+    try:
+        model, _, transform = open_clip.create_model_and_transforms(arch, pretrained=pretrained or None)
+    except RuntimeError as exc:
+        raise VlkitError(f"{name}: open_clip cannot create it ({exc})".splitlines()[0]) from exc
+    except OSError as exc:
+        raise offline_hint(name, exc) from exc
+    model.to(device=device, dtype=dtype).eval()
+    return OpenClip(name, model, transform, open_clip.get_tokenizer(arch), device, dtype)

@@ -1,0 +1,230 @@
+"""Train a small CLIP from scratch on a caption dataset (the embedded default: the shapes world).
+
+The model is a transformers `CLIPModel` (small ViT + small text transformer) and its tokenizer a byte-level
+BPE trained here with `tokenizers`; the loss is CLIP's symmetric contrastive loss with a learnable
+temperature. The result is saved in the HF layout, so every vlkit command loads it exactly as it loads
+`openai/clip-vit-base-patch32`. The loop (accelerate, checkpoints, resume) is `vlkit.train.loop`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
+
+from vlkit.data.captions import CaptionDataset
+from vlkit.data.files import write_json_atomic
+from vlkit.data.images import read_image
+from vlkit.models.text_tokenizer import train_bpe_tokenizer
+from vlkit.progress import track
+from vlkit.train.loop import LoopConfig, run_training
+
+log = logging.getLogger(__name__)
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+TRAIN_CONFIG_FILE = "vlkit_train_config.json"
+
+
+@dataclass
+class ClipArchitecture:
+    """A small CLIP for the embedded default; every field maps onto transformers' `CLIPConfig`."""
+
+    image_size: int = 64
+    patch_size: int = 8
+    vision_width: int = 128
+    vision_layers: int = 4
+    text_width: int = 128
+    text_layers: int = 3
+    heads: int = 4
+    projection_dim: int = 128
+    vocab_size: int = 512
+    max_text_length: int = 32
+
+
+@dataclass
+class ClipTrainConfig:
+    """`vlkit clip train`: architecture, batch and loop settings. Saved as JSON beside the weights."""
+
+    architecture: ClipArchitecture = field(default_factory=ClipArchitecture)
+    loop: LoopConfig = field(
+        default_factory=lambda: LoopConfig(
+            steps=600, learning_rate=2e-3, warmup_steps=40, checkpoint_every=100
+        )
+    )
+    batch_size: int = field(default=128, metadata={"help": "images (each with one of its captions) per step"})
+    eval_every: int = field(default=100, metadata={"help": "steps between validation losses"})
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ClipTrainConfig:
+        return cls(
+            architecture=ClipArchitecture(**data["architecture"]),
+            loop=LoopConfig(**data["loop"]),
+            batch_size=data["batch_size"],
+            eval_every=data["eval_every"],
+        )
+
+
+def build_clip(arch: ClipArchitecture, eos_token_id: int, bos_token_id: int, seed: int) -> CLIPModel:
+    """A randomly initialized CLIPModel; the text config names the tokenizer's real end token so that
+    transformers pools at its first occurrence (its legacy argmax rule applies only when the id is 2)."""
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=arch.vocab_size,
+            hidden_size=arch.text_width,
+            intermediate_size=4 * arch.text_width,
+            num_hidden_layers=arch.text_layers,
+            num_attention_heads=arch.heads,
+            max_position_embeddings=arch.max_text_length,
+            eos_token_id=eos_token_id,
+            bos_token_id=bos_token_id,
+            pad_token_id=eos_token_id,
+            projection_dim=arch.projection_dim,
+        ),
+        vision_config=dict(
+            image_size=arch.image_size,
+            patch_size=arch.patch_size,
+            hidden_size=arch.vision_width,
+            intermediate_size=4 * arch.vision_width,
+            num_hidden_layers=arch.vision_layers,
+            num_attention_heads=arch.heads,
+            projection_dim=arch.projection_dim,
+        ),
+        projection_dim=arch.projection_dim,
+    )
+    torch.manual_seed(seed)
+    return CLIPModel(config)
+
+
+def image_processor_for(arch: ClipArchitecture) -> CLIPImageProcessorPil:
+    size = arch.image_size
+    return CLIPImageProcessorPil(
+        size={"shortest_edge": size},
+        crop_size={"height": size, "width": size},
+        image_mean=list(CLIP_MEAN),
+        image_std=list(CLIP_STD),
+    )
+
+
+def load_pixels(dataset: CaptionDataset, image_size: int) -> torch.Tensor:
+    """All images as one uint8 tensor (N, 3, H, W); small worlds fit in memory many times over."""
+    pixels = torch.empty((len(dataset), 3, image_size, image_size), dtype=torch.uint8)
+    for i, item in enumerate(track(dataset.images, "read images")):
+        image = read_image(item.path)
+        if image.size != (image_size, image_size):
+            image = image.resize((image_size, image_size))
+        pixels[i] = torch.from_numpy(np.array(image)).permute(2, 0, 1)
+    return pixels
+
+
+def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> the normalized fp32 tensor CLIPImageProcessor makes from the same image."""
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    return (pixels.float() / 255.0 - mean) / std
+
+
+class CaptionBatches:
+    """Step-indexed batches: epoch e is a seeded permutation of the images, each with a seeded caption."""
+
+    def __init__(self, pixels: torch.Tensor, token_ids: list[torch.Tensor], batch_size: int, seed: int):
+        self.pixels, self.token_ids, self.batch_size, self.seed = pixels, token_ids, batch_size, seed
+        self.per_epoch = max(1, len(pixels) // batch_size)
+
+    def __call__(self, step: int) -> dict[str, torch.Tensor]:
+        epoch, index = divmod(step, self.per_epoch)
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.pixels))
+        chosen = order[index * self.batch_size : (index + 1) * self.batch_size]
+        picks = rng.integers(0, 1 << 30, size=len(self.pixels))[chosen]
+        pairs = zip(chosen, picks, strict=True)
+        ids = torch.stack([self.token_ids[i][p % len(self.token_ids[i])] for i, p in pairs])
+        return {"pixel_values": normalize_pixels(self.pixels[chosen]), "input_ids": ids}
+
+
+def contrastive_loss(model: CLIPModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """CLIP's symmetric cross-entropy over the image-text similarity matrix."""
+    out = model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"])
+    logits = out.logits_per_image.float()  # (B, B)
+    target = torch.arange(len(logits), device=logits.device)
+    return (
+        torch.nn.functional.cross_entropy(logits, target)
+        + torch.nn.functional.cross_entropy(logits.T, target)
+    ) / 2
+
+
+def _tokenize_captions(tokenizer, dataset: CaptionDataset, max_length: int) -> list[torch.Tensor]:
+    out = []
+    for item in dataset.images:
+        enc = tokenizer(
+            item.captions, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt"
+        )
+        out.append(enc["input_ids"])
+    return out
+
+
+def train_clip(
+    config: ClipTrainConfig,
+    train: CaptionDataset,
+    val: CaptionDataset | None,
+    out_dir: Path,
+    resume: bool = False,
+) -> Path:
+    """Train a CLIP on `train` (validation loss on `val`), save it to `out_dir` in the HF layout."""
+    arch = config.architecture
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer_dir = out_dir / "tokenizer"
+    if resume and (tokenizer_dir / "tokenizer.json").is_file():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    else:
+        tokenizer = train_bpe_tokenizer(train.all_captions(), arch.vocab_size, True, arch.max_text_length)
+        tokenizer.save_pretrained(tokenizer_dir)
+    write_json_atomic(out_dir / TRAIN_CONFIG_FILE, asdict(config))
+    model = build_clip(arch, tokenizer.eos_token_id, tokenizer.bos_token_id, config.loop.seed)
+    batches = CaptionBatches(
+        load_pixels(train, arch.image_size),
+        _tokenize_captions(tokenizer, train, arch.max_text_length),
+        config.batch_size,
+        config.loop.seed,
+    )
+    on_log = None
+    if val is not None and len(val) > 0:
+        val_batch = CaptionBatches(
+            load_pixels(val, arch.image_size),
+            _tokenize_captions(tokenizer, val, arch.max_text_length),
+            min(config.batch_size, len(val)),
+            config.loop.seed + 1,
+        )(0)
+        on_log = _validation_logger(model, val_batch, config.eval_every)
+    run_training(model, model.parameters(), batches, contrastive_loss, config.loop, out_dir, resume, on_log)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    image_processor_for(arch).save_pretrained(out_dir)
+    log.info("saved CLIP to %s", out_dir)
+    return out_dir
+
+
+def _validation_logger(model: CLIPModel, batch: dict[str, torch.Tensor], every: int):
+    def on_log(step: int, record: dict) -> dict:
+        if step % every:
+            return {}
+        was_training = model.training
+        model.eval()
+        with torch.inference_mode():
+            device = next(model.parameters()).device
+            val_loss = float(contrastive_loss(model, {k: v.to(device) for k, v in batch.items()}))
+        model.train(was_training)
+        return {"val_loss": val_loss}
+
+    return on_log
+
+
+def read_train_config(model_dir: Path) -> ClipTrainConfig:
+    return ClipTrainConfig.from_dict(json.loads((model_dir / TRAIN_CONFIG_FILE).read_text()))

@@ -1,0 +1,175 @@
+"""The training loop every vlkit trainer shares: accelerate for devices and mixed precision, AdamW with
+warm-up and cosine decay (transformers' schedule), periodic crash-safe checkpoints, exact resume, a loss log.
+
+Batches are a pure function of the step (`batch_for_step(step)`), so a resumed run sees exactly the batches
+an uninterrupted run would have seen, and the weights come out identical. accelerate does device placement,
+autocast and (under `accelerate launch`) gradient all-reduce; this module only adds what it lacks: the
+safetensors-only checkpoints of `vlkit.train.checkpoint`, the NaN guard and the step-indexed data contract.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from transformers import get_cosine_schedule_with_warmup
+
+from vlkit import progress
+from vlkit.errors import VlkitError
+from vlkit.train.checkpoint import TrainState, latest_complete, load_checkpoint, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+LOSS_LOG = "train_log.jsonl"
+
+
+@dataclass
+class LoopConfig:
+    """How long and how fast to train; shared by every trainer's own config."""
+
+    steps: int = 1000
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 50
+    max_grad_norm: float | None = 1.0
+    checkpoint_every: int = 200
+    log_every: int = 10
+    mixed_precision: str = field(
+        default="auto", metadata={"help": "'no', 'bf16', 'fp16', or 'auto' (bf16 where the hardware has it)"}
+    )
+    seed: int = 0
+
+
+@dataclass
+class LoopResult:
+    steps_done: int
+    final_loss: float
+    seconds: float
+    resumed_from: int
+
+
+def resolve_mixed_precision(choice: str) -> str:
+    """'auto' -> bf16 on a CUDA GPU with bf16 or a CPU with native bf16 (avx512_bf16 / AMX), else 'no'."""
+    if choice != "auto":
+        if choice not in ("no", "bf16", "fp16"):
+            raise VlkitError(f"--mixed-precision: unknown value {choice!r} (choose no, bf16, fp16 or auto)")
+        return choice
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_native_bf16() else "no"
+
+
+def cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """After a resume from `step`, drop the log lines of steps the crashed run did after its checkpoint."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def run_training(
+    model: torch.nn.Module,
+    parameters: Iterable[torch.nn.Parameter],
+    batch_for_step: Callable[[int], dict[str, torch.Tensor]],
+    loss_fn: Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor],
+    config: LoopConfig,
+    out_dir: Path,
+    resume: bool = False,
+    on_log: Callable[[int, dict[str, Any]], dict[str, Any]] | None = None,
+) -> LoopResult:
+    """Train `model` for `config.steps` steps; checkpoints go to `out_dir/checkpoints`, the log to `out_dir`.
+
+    `batch_for_step(step)` returns the batch of global step `step` (0-based); `loss_fn(model, batch)` returns
+    a scalar loss. `on_log(step, record)` may add fields (e.g. a validation loss) to each log record.
+    """
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(config.mixed_precision), cpu=False)
+    params = [p for p in parameters if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    ckpt_dir, log_path = out_dir / "checkpoints", out_dir / LOSS_LOG
+    start = 0
+    if resume:
+        start = _restore(accelerator, model, optimizer, scheduler, ckpt_dir)
+        _truncate_log(log_path, start) if accelerator.is_main_process else None
+    elif accelerator.is_main_process and log_path.exists():
+        log_path.unlink()
+    t0, loss_value = time.perf_counter(), float("nan")
+    model.train()
+    with progress.make_progress() as bar:
+        task = bar.add_task("train", total=config.steps, completed=start, status="")
+        for step in range(start, config.steps):
+            batch = {k: v.to(accelerator.device) for k, v in batch_for_step(step).items()}
+            with accelerator.autocast():
+                loss = loss_fn(model, batch)
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise VlkitError(
+                    f"loss became {loss_value} at step {step + 1}; training stopped, the last good checkpoint"
+                    f" in {ckpt_dir} is kept (lower --learning-rate or check the data)"
+                )
+            accelerator.backward(loss)
+            if config.max_grad_norm:
+                accelerator.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            done = step + 1
+            bar.update(task, completed=done, status=f"loss {loss_value:.4f}")
+            if done % config.log_every == 0 or done == config.steps:
+                record = {
+                    "step": done,
+                    "loss": loss_value,
+                    "lr": scheduler.get_last_lr()[0],
+                    "seconds": round(time.perf_counter() - t0, 3),
+                }
+                record.update(on_log(done, record) if on_log else {})
+                if accelerator.is_main_process:
+                    with log_path.open("a") as handle:
+                        handle.write(json.dumps(record) + "\n")
+            if done % config.checkpoint_every == 0 or done == config.steps:
+                _save(accelerator, model, optimizer, scheduler, ckpt_dir, done, config)
+    accelerator.wait_for_everyone()
+    return LoopResult(done if config.steps > start else start, loss_value, time.perf_counter() - t0, start)
+
+
+def _save(accelerator, model, optimizer, scheduler, ckpt_dir: Path, step: int, config: LoopConfig) -> None:
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        state = TrainState(
+            step=step,
+            model=accelerator.unwrap_model(model).state_dict(),
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            extra={"loop_config": asdict(config)},
+        )
+        save_checkpoint(ckpt_dir, state)
+
+
+def _restore(accelerator, model, optimizer, scheduler, ckpt_dir: Path) -> int:
+    checkpoint = latest_complete(ckpt_dir)
+    if checkpoint is None:
+        log.info("--resume: no complete checkpoint in %s, starting from step 0", ckpt_dir)
+        return 0
+    state = load_checkpoint(checkpoint)
+    accelerator.unwrap_model(model).load_state_dict(state.model)
+    optimizer.load_state_dict(state.optimizer)
+    scheduler.load_state_dict(state.scheduler)
+    log.info("resumed from %s (step %d)", checkpoint, state.step)
+    return state.step

@@ -1,0 +1,25 @@
+"""Fixtures shared by every test: one tiny shapes world per test run, and no progress bars."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["VLKIT_PROGRESS"] = "0"  # before vlkit.progress reads it
+
+from vlkit import progress  # noqa: E402
+from vlkit.data.shapes import ShapesConfig, generate_world  # noqa: E402
+
+progress.set_enabled(False)  # in case vlkit.progress was imported before this file
+
+TINY_WORLD = ShapesConfig(seed=0, n_train=60, n_val=20, per_class_train=2, per_class_val=2, workers=1)
+
+
+@pytest.fixture(scope="session")
+def shapes_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny shapes world (60 train, 20 val, 2 classification images per class), generated once."""
+    out = tmp_path_factory.mktemp("shapes") / "world"
+    generate_world(TINY_WORLD, out)
+    return out
