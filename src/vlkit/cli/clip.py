@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from vlkit.data.captions import load_caption_dataset
+from vlkit.data.shapes import load_world_meta
 from vlkit.errors import VlkitError
 from vlkit.train.clip_trainer import ClipTrainConfig, train_clip
 
@@ -53,6 +54,8 @@ def train(
         if batch_size < 2:
             raise VlkitError(f"--batch-size: must be at least 2 for a contrastive loss, got {batch_size}")
         config.batch_size = batch_size
+    if (data / "meta.json").is_file():  # a shapes world: batch its contrast groups together
+        config.group_size = int(load_world_meta(data).get("contrast_group", 1))
     train_set = load_caption_dataset(data / "train.json", data / "images")
     val_set = (
         load_caption_dataset(data / "val.json", data / "images") if (data / "val.json").is_file() else None

@@ -36,13 +36,14 @@ def shapes(
     per_class_val: int = _option("per_class_val"),
     n_heldout: int = _option("n_heldout"),
     captions_per_image: int = _option("captions_per_image"),
+    contrast_group: int = _option("contrast_group"),
     workers: int = _option("workers"),
 ) -> None:
     """Generate the shapes world: captioned scenes with masks, classification images, held-out classes."""
     config = ShapesConfig(
         seed=seed, n_train=n_train, n_val=n_val, image_size=image_size, per_class_train=per_class_train,
         per_class_val=per_class_val, n_heldout=n_heldout, captions_per_image=captions_per_image,
-        workers=workers,
+        contrast_group=contrast_group, workers=workers,
     )
     summary = generate_world(config, out)
     _print_summary(Console(), summary)

@@ -14,9 +14,12 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from vlkit import progress
+from vlkit.cli import caption as caption_cli
 from vlkit.cli import clip as clip_cli
 from vlkit.cli import data as data_cli
 from vlkit.cli import demo as demo_cli
+from vlkit.cli import evaluate as evaluate_cli
+from vlkit.cli import lm as lm_cli
 from vlkit.cli import zeroshot as zeroshot_cli
 from vlkit.errors import VlkitError
 
@@ -31,8 +34,11 @@ app = typer.Typer(
 )
 app.add_typer(data_cli.app, name="data")
 app.add_typer(clip_cli.app, name="clip")
+app.add_typer(lm_cli.app, name="lm")
+app.add_typer(caption_cli.app, name="caption")
 app.command(name="zeroshot")(zeroshot_cli.zeroshot)
 app.command(name="demo")(demo_cli.demo)
+app.command(name="evaluate")(evaluate_cli.evaluate)
 
 _state = {"debug": False}
 err_console = Console(stderr=True)

@@ -8,18 +8,24 @@ macros of CoreNLP's `PTBLexer.flex` with the options PTBTokenizer's command line
 americanize off, untokenizable characters deleted). Python's `re` does not do longest-match alternation,
 so a rule that needs it is given as several alternatives and the longest one is kept.
 
-The character classes (`[:letter:]`, `[:digit:]`, the extra word characters and the stand-alone symbols)
-come from the Unicode tables of the Java that generated the jar, not from Python's newer ones: they were
-read off by running the jar on every BMP character (ranges of hex code points below). Characters outside
-the BMP are two UTF-16 units to Java, neither of which it can tokenize, so they are deleted.
+The rules were rebuilt from the versions of PTBLexer.flex before and after 3.4.1 and settled one by one
+against the 3.4.1 jar that pycocoevalcap ships (abbreviation lists, SGML, e-mail, file names, smileys,
+which quotes join words...); the tests compare the two on thousands of captions. The character classes
+(`[:letter:]`, `[:digit:]`, the extra word characters, the stand-alone symbols) come from the Unicode
+tables of the Java that built the jar, not from Python's newer ones: they were read off by running the jar
+on every BMP character (the ranges of hex code points below). A character outside the BMP is two UTF-16
+units to Java, untokenizable ones, so it is deleted (but kept inside a URL or an e-mail address).
 
-This is the slow, exact path; `vlkit.metrics.tokenize` caches it per word so a corpus lexes in one pass.
+Known approximation, far from caption text: case-insensitive literals use Python's case folding, which
+also matches a few exotic letters to ASCII ones (long s, Kelvin sign) where JFlex would not.
+
+This is the slow, exact path; `vlkit.metrics.tokenize` remembers its result per chunk of text.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -119,18 +125,22 @@ THINGA = "[A-Z]+(?:(?:[+&]|&(?i:amp);)[A-Z]+)+"
 # A regex alternation stops at its first success, so the longer acronym form is tried before the letters.
 HTHING = "[A-Za-z0-9][A-Za-z0-9.,\xad]*(?:-(?:(?:" + "|".join(ACRO2) + ")\\.|[A-Za-z0-9\xad]+))+"
 INSENTP = "[,;:\u3001]"
-_URL_BODY = '[^ \t\n\f\r"<>|(){}]+[^ \t\n\f\r"<>|.!?(){},-]'
+_URL_END = '[^ \t\n\f\r"<>|.!?(){},-]'
+_URL_BODY = f'[^ \t\n\f\r"<>|(){{}}]+{_URL_END}'  # a full URL cannot hold braces, a likely one's path can
+_URL_PATH = f'/[^ \t\n\f\r"<>|()]+{_URL_END}'
 _LIKELY_URL_HOST = (
-    "(?:(?i:www)\\.(?:[^ \t\n\f\r\"<>|.!?(){},]+\\.)+[a-zA-Z]{2,4}"
+    '(?:(?i:www)\\.(?:[^ \t\n\f\r"<>|.!?(){},]+\\.)+[a-zA-Z]{2,4}'
     "|(?:[^ \t\n\f\r\"`'<>|.!?(){},-_$]+\\.)+(?i:com|net|org|edu))"
 )
 _EMAIL_PART = '[^ \t\n\f\r"<>|(){}.\xa0]+'
-EMAIL = f"(?:<|&(?i:lt);)?[a-zA-Z0-9][^ \t\n\f\r\"<>|(){{}}\xa0]*@(?:{_EMAIL_PART}\\.)*{_EMAIL_PART}(?:>|&(?i:gt);)?"
+_EMAIL_USER = '(?:<|&(?i:lt);)?[a-zA-Z0-9][^ \t\n\f\r"<>|(){}\xa0]*'
+EMAIL = f"{_EMAIL_USER}@(?:{_EMAIL_PART}\\.)*{_EMAIL_PART}(?:>|&(?i:gt);)?"
 _FILENAME_EXT = (
     "bat|bmp|class|cgi|cpp|dll|docx|doc|exe|gif|gz|h|html|htm|jar|java|jpeg|jpg|mov|mp3|pdf|php|pl|png|ppt"
     "|ps|py|sql|tar|txt|wav|x|xml|zip|c"
 )
-FILENAME = f"{_LD}+(?:\\.{_LD}+)*\\.(?i:{_FILENAME_EXT})"
+_FILENAME_PART = f"(?:{LETTER}|{DIGIT})+"
+FILENAME = f"{_FILENAME_PART}(?:\\.{_FILENAME_PART})*\\.(?i:{_FILENAME_EXT})"
 
 _ABBREV1 = (  # months, days, states, companies, ... usually followed by lower case words
     "(?i:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec|Mon|Tues|Tue|Wed|Thurs|Thu|Fri"
@@ -148,13 +158,15 @@ ABBREV4 = [  # titles and the like, usually followed by upper case words
 ]
 ABBREV3 = "(?i:ca|figs?|prop|nos?|art|bldg|pp|op)\\."  # only before a number
 _ACRONYM_FOLLOWERS = (  # a capital first letter (a class in the flex file), the rest in any case
-    "About According Additionally After An A As At But Earlier He Her Here However If In It Last Many More Mr. Ms."
-    " Now Once One Other Our She Since So Some Such That The Then There These They This We When While What"
-    " Yet You"
+    "About According Additionally After An A As At But Earlier He Her Here However If In It Last Many More"
+    " Mr. Ms. Now Once One Other Our She Since So Some Such That The Then There These They This We When"
+    " While What Yet You"
 ).split()
 ACRONYM_CONTEXT = (
     f"{SPACENL}+(?:"
-    + "|".join(f"{word[0]}(?i:{re.escape(word[1:])})" if len(word) > 1 else word for word in _ACRONYM_FOLLOWERS)
+    + "|".join(
+        f"{word[0]}(?i:{re.escape(word[1:])})" if len(word) > 1 else word for word in _ACRONYM_FOLLOWERS
+    )
     + f"|{SGML}){SPACENL}"
 )
 APOWORD = [
@@ -172,7 +184,11 @@ PHONE = [
     "[0-9]{3,4}[- \xa0]?[0-9]{3,5}",
     "(?:(?:\\+\\+?)?[0-9]{2,4}\\.)?[0-9]{2,4}\\.[0-9]{3,4}\\.[0-9]{3,5}",
 ]
-QUOTES = [APOS, "''", "[`\u2018\u2019\u201a\u201b\u201c\u201d\x91\x92\x93\x94\u201e\u201f\u2039\u203a\xab\xbb]{1,2}"]
+QUOTES = [
+    APOS,
+    "''",
+    "[`\u2018\u2019\u201a\u201b\u201c\u201d\x91\x92\x93\x94\u201e\u201f\u2039\u203a\xab\xbb]{1,2}",
+]
 TBSPEC = [
     "-(?i:RRB|LRB|RCB|LCB|RSB|LSB)-",
     "(?i:C\\.D\\.s|pro-|anti-|S(?:&|&amp;)P-500|S(?:&|&amp;)Ls)",
@@ -195,8 +211,21 @@ MISCSYMBOL = f"[{_char_class(_SYMBOL_RANGES)}]"
 Action = Callable[[str], "tuple[str | None, int]"]  # matched text -> (token or None, characters consumed)
 
 _LATEX_QUOTES = str.maketrans(
-    {"\x91": "`", "\u2018": "`", "\u201b": "`", "\u2039": "`", "\x92": "'", "\u2019": "'", "\u203a": "'",
-     "\x93": "``", "\u201c": "``", "\xab": "``", "\x94": "''", "\u201d": "''", "\xbb": "''"}
+    {
+        "\x91": "`",
+        "\u2018": "`",
+        "\u201b": "`",
+        "\u2039": "`",
+        "\x92": "'",
+        "\u2019": "'",
+        "\u203a": "'",
+        "\x93": "``",
+        "\u201c": "``",
+        "\xab": "``",
+        "\x94": "''",
+        "\u201d": "''",
+        "\xbb": "''",
+    }
 )
 _FRACTIONS = str.maketrans({"\xbc": "1/4", "\xbd": "1/2", "\xbe": "3/4", "\u2153": "1/3", "\u2154": "2/3"})
 _BRACKETS = {"(": "-LRB-", ")": "-RRB-", "[": "-LSB-", "]": "-RSB-", "{": "-LCB-", "}": "-RCB-"}
@@ -207,7 +236,9 @@ def _quotes(probably_left: bool) -> Callable[[str], str]:
     single, double = ("`", "``") if probably_left else ("'", "''")
 
     def normalize(text: str) -> str:
-        text = text.replace("&apos;", single).replace("'", single).replace('"', double).replace("&quot;", double)
+        text = (
+            text.replace("&apos;", single).replace("'", single).replace('"', double).replace("&quot;", double)
+        )
         return text.translate(_LATEX_QUOTES)
 
     return normalize
@@ -257,17 +288,29 @@ def _acronym(text: str) -> tuple[str | None, int]:
 
 @dataclass(frozen=True)
 class Rule:
-    """One lexer rule: its alternatives (the token is group 1, a trailing context may follow) and action."""
+    """One lexer rule: its alternatives as (token regex, trailing context regex or ""), and its action.
+
+    `exhaustive` rules can match more than a backtracking regex's first answer (a URL's host can end at
+    any of its dots): every end up to the next white space is tried, and the longest match kept.
+    """
 
     name: str
-    patterns: tuple[re.Pattern[str], ...]
+    alternatives: tuple[tuple[str, str], ...]
     action: Action
+    exhaustive: bool = False
 
 
-def _rule(name: str, main: str | list[str], action: Action | None = None, context: str = "") -> Rule:
+def _rule(
+    name: str,
+    main: str | list[str],
+    action: Action | None = None,
+    context: str = "",
+    exhaustive: bool = False,
+) -> Rule:
     alternatives = main if isinstance(main, list) else [main]
-    patterns = tuple(re.compile(f"({alternative}){context}", re.DOTALL) for alternative in alternatives)
-    return Rule(name, patterns, action or _emit())
+    return Rule(
+        name, tuple((alternative, context) for alternative in alternatives), action or _emit(), exhaustive
+    )
 
 
 def _constant(value: str) -> Action:
@@ -287,9 +330,9 @@ RULES: tuple[Rule, ...] = (
     _rule("WORD", WORD, _emit(_no_soft_hyphens)),
     _rule("APOWORD", APOWORD),
     _rule("APOWORD2/", f"[yY]{APOS}", context=f"[{_L}]"),
-    _rule("FULLURL", f"(?i:https?)://{_URL_BODY}"),
-    _rule("LIKELYURL", f"{_LIKELY_URL_HOST}(?:/{_URL_BODY})?"),
-    _rule("EMAIL", EMAIL),
+    _rule("FULLURL", f"(?i:https?)://{_URL_BODY}", exhaustive=True),
+    _rule("LIKELYURL", f"{_LIKELY_URL_HOST}(?:{_URL_PATH})?", exhaustive=True),
+    _rule("EMAIL", EMAIL, exhaustive=True),
     _rule("TWITTER", ["@[a-zA-Z_][a-zA-Z_0-9]*", f"#{LETTER}+"]),
     _rule("REDAUX/", REDAUX, _emit(_quotes(False)), context="[^A-Za-z]"),
     _rule("SREDAUX", SREDAUX, _emit(_quotes(False))),
@@ -301,7 +344,11 @@ RULES: tuple[Rule, ...] = (
     _rule("TBSPEC", TBSPEC, _emit(_normalize_amp)),
     _rule("THING3", "[A-Za-z0-9]+(?:-[A-Za-z]+){0,2}(?:\\\\?/[A-Za-z0-9]+(?:-[A-Za-z]+){0,2}){1,2}"),
     _rule("DOLSIGN", "[A-Z]*\\$|#"),
-    _rule("DOLSIGN2", "[\xa2\xa3\xa4\xa5\x80\u20a0\u20ac\u060b\u0e3f\u20a4\uffe0\uffe1\uffe5\uffe6]", _emit(_currency)),
+    _rule(
+        "DOLSIGN2",
+        "[\xa2\xa3\xa4\xa5\x80\u20a0\u20ac\u060b\u0e3f\u20a4\uffe0\uffe1\uffe5\uffe6]",
+        _emit(_currency),
+    ),
     _rule("ACRONYM/", [f"(?:{acro})\\." for acro in ACRO], _acronym, context=ACRONYM_CONTEXT),
     _rule("ABBREV3/", ABBREV3, context=f"{SPACENL}?{DIGIT}"),
     _rule("ABBREV1/SENTEND", ABBREV1, _repeat_period, context=SENTEND),
@@ -314,8 +361,8 @@ RULES: tuple[Rule, ...] = (
     _rule("FILENAME/", FILENAME, context=f"(?:{SPACENL}|[.?!,])"),
     _rule("WORD./", f"{WORD}\\.", _emit(_no_soft_hyphens), context=INSENTP),
     _rule("PHONE", PHONE, _emit(_parentheses)),
-    _rule("DBLQUOT/", "\"|&(?i:quot);", _emit(_quotes(True)), context="[A-Za-z0-9$]"),
-    _rule("DBLQUOT", "\"|&(?i:quot);", _emit(_quotes(False))),
+    _rule("DBLQUOT/", '"|&(?i:quot);', _emit(_quotes(True)), context="[A-Za-z0-9$]"),
+    _rule("DBLQUOT", '"|&(?i:quot);', _emit(_quotes(False))),
     _rule("DELETE", "\x7f", _skip),
     _rule("LESSTHAN", "<|&(?i:lt);", _constant("<")),
     _rule("GREATERTHAN", ">|&(?i:gt);", _constant(">")),
@@ -348,9 +395,20 @@ RULES: tuple[Rule, ...] = (
     _rule("UNTOKENIZABLE", ".", _skip),
 )
 
+_NOT_WHITE = re.compile("[^ \t\n\f\r]*")
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
+
+
+@functools.cache
+def _alternatives() -> tuple[tuple[re.Pattern[str], Rule], ...]:
+    """Every alternative of every rule in priority order, compiled: its token is group 1, then its context."""
+    return tuple(
+        (re.compile(f"({main}){context}", re.DOTALL), rule)
+        for rule in RULES
+        for main, context in rule.alternatives
+    )
 
 
 def lex(text: str, following: str = "") -> list[str]:
@@ -363,21 +421,33 @@ def lex(text: str, following: str = "") -> list[str]:
     # (but kept inside a URL or an e-mail address); so do we, and put the pairs back together at the end.
     text, following = _ASTRAL.sub(_to_surrogates, text), _ASTRAL.sub(_to_surrogates, following)
     stop, text = len(text), text + following
+    alternatives = _alternatives()
     tokens: list[str] = []
     position = 0
     while position < stop:
-        best_rule, best_match, best_length = RULES[-1], None, 0
-        for rule in RULES:
-            for pattern in rule.patterns:
-                match = pattern.match(text, position)
-                if match is not None and match.end() - position > best_length:
-                    best_rule, best_match, best_length = rule, match, match.end() - position
+        best_rule, best_match, best_end = alternatives[-1][1], None, position
+        for pattern, rule in alternatives:
+            match = pattern.match(text, position)
+            if match is not None and rule.exhaustive:
+                match = _longest_match(pattern, text, position, match)
+            if match is not None and match.end() > best_end:  # the longest; the first rule on a tie
+                best_rule, best_match, best_end = rule, match, match.end()
         assert best_match is not None  # UNTOKENIZABLE matches any character
         token, consumed = best_rule.action(best_match.group(1))
         if token is not None:
             tokens.append(_SURROGATE_PAIR.sub(_from_surrogates, token) if _SURROGATE.search(token) else token)
         position += consumed
     return tokens
+
+
+def _longest_match(pattern: re.Pattern[str], text: str, position: int, match: re.Match[str]) -> re.Match[str]:
+    """The longest match of `pattern` at `position`, ending before the next white space (see Rule)."""
+    limit = _NOT_WHITE.match(text, position).end()  # type: ignore[union-attr]
+    for end in range(limit, match.end(), -1):
+        longer = pattern.fullmatch(text, position, end)
+        if longer is not None:
+            return longer
+    return match
 
 
 def _to_surrogates(match: re.Match[str]) -> str:
@@ -388,51 +458,3 @@ def _to_surrogates(match: re.Match[str]) -> str:
 def _from_surrogates(match: re.Match[str]) -> str:
     high, low = match.group()
     return chr(0x10000 + ((ord(high) - 0xD800) << 10) + (ord(low) - 0xDC00))
-
-
-def _is_cased(char: str) -> bool:
-    return char.lower() != char or char.upper() != char
-
-
-_NOT_WORD_LETTERS = re.compile("[\u3005\u4e00-\u9fa5\uf900-\ufa2d\u3041-\u309e\u30a1-\u30fe]")  # kanji, kana
-
-
-def _in_word(token: str, index: int) -> bool:
-    """Whether the JDK's word BreakIterator keeps token[index] in the word around it (its rules, simplified).
-
-    Letters (but not kanji or kana), digits and marks make words; a dash, soft hyphen, apostrophe, straight
-    double quote, period or underscore joins two letters, and a comma or period two digits.
-    """
-    char = token[index]
-    if _NOT_WORD_LETTERS.match(char):
-        return False
-    if char.isalnum() or unicodedata.category(char)[0] == "M":
-        return True
-    inside = 0 < index < len(token) - 1
-    before, after = (token[index - 1], token[index + 1]) if inside else ("", "")
-    if char in "'\".\u00ad\u2027_" or unicodedata.category(char) == "Pd":
-        return inside and before.isalpha() and after.isalpha()
-    return char in ",." and inside and before.isdigit() and after.isdigit()
-
-
-def java_lower(token: str) -> str:
-    """`String.toLowerCase()` as Java does it: the same as Python's except for a capital sigma.
-
-    Java makes it final (U+03C2) when a cased letter precedes it in its word and none follows; Python looks
-    at the neighbouring characters only. Java's words come from its BreakIterator (`_in_word`).
-    """
-    if "\u03a3" not in token:
-        return token.lower()
-    lowered = []
-    for index, char in enumerate(token):
-        if char != "\u03a3":
-            lowered.append(char.lower())
-            continue
-        start, end = index, index + 1
-        while start > 0 and _in_word(token, start - 1):
-            start -= 1
-        while end < len(token) and _in_word(token, end):
-            end += 1
-        final = any(map(_is_cased, token[start:index])) and not any(map(_is_cased, token[index + 1 : end]))
-        lowered.append("\u03c2" if final else "\u03c3")
-    return "".join(lowered)

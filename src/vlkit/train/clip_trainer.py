@@ -58,6 +58,9 @@ class ClipTrainConfig:
         )
     )
     batch_size: int = field(default=128, metadata={"help": "images (each with one of its captions) per step"})
+    group_size: int = field(
+        default=1, metadata={"help": "consecutive images batched together (the shapes world's contrast groups)"}
+    )
     eval_every: int = field(default=100, metadata={"help": "steps between validation losses"})
 
     @classmethod
@@ -67,6 +70,7 @@ class ClipTrainConfig:
             loop=LoopConfig(**data["loop"]),
             batch_size=data["batch_size"],
             eval_every=data["eval_every"],
+            group_size=data.get("group_size", 1),
         )
 
 
@@ -111,15 +115,16 @@ def image_processor_for(arch: ClipArchitecture) -> CLIPImageProcessorPil:
     )
 
 
-def load_pixels(dataset: CaptionDataset, image_size: int) -> torch.Tensor:
-    """All images as one uint8 tensor (N, 3, H, W); small worlds fit in memory many times over."""
-    pixels = torch.empty((len(dataset), 3, image_size, image_size), dtype=torch.uint8)
-    for i, item in enumerate(track(dataset.images, "read images")):
-        image = read_image(item.path)
-        if image.size != (image_size, image_size):
-            image = image.resize((image_size, image_size))
-        pixels[i] = torch.from_numpy(np.array(image)).permute(2, 0, 1)
-    return pixels
+def load_pixels(dataset: CaptionDataset, arch: ClipArchitecture, chunk: int = 256) -> torch.Tensor:
+    """All images, resized and cropped by the model's own image processor, as one uint8 tensor (N, 3, H, W):
+    training sees exactly the pixels inference will see. Small worlds fit in memory many times over."""
+    processor = image_processor_for(arch)
+    chunks = []
+    for start in track(range(0, len(dataset), chunk), "read images", total=-(-len(dataset) // chunk)):
+        images = [read_image(item.path) for item in dataset.images[start : start + chunk]]
+        resized = processor(images=images, do_rescale=False, do_normalize=False, return_tensors="pt")
+        chunks.append(resized["pixel_values"].round().clamp(0, 255).to(torch.uint8))
+    return torch.cat(chunks)
 
 
 def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:
@@ -130,16 +135,31 @@ def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:
 
 
 class CaptionBatches:
-    """Step-indexed batches: epoch e is a seeded permutation of the images, each with a seeded caption."""
+    """Step-indexed batches: epoch e is a seeded permutation of the images, each with a seeded caption.
 
-    def __init__(self, pixels: torch.Tensor, token_ids: list[torch.Tensor], batch_size: int, seed: int):
+    With `group_size` > 1 the permutation moves whole groups of consecutive images (the shapes world's
+    contrast groups: one layout and its colours, other shapes), so that each batch holds images that only
+    their shapes tell apart. Without such hard negatives a contrastive model matches most captions by
+    colour, size and position alone and learns shapes far more slowly.
+    """
+
+    def __init__(
+        self, pixels: torch.Tensor, token_ids: list[torch.Tensor], batch_size: int, seed: int, group_size: int = 1
+    ):
         self.pixels, self.token_ids, self.batch_size, self.seed = pixels, token_ids, batch_size, seed
+        self.group_size = group_size
         self.per_epoch = max(1, len(pixels) // batch_size)
+
+    def _order(self, rng: np.random.Generator) -> np.ndarray:
+        n = len(self.pixels)
+        groups = -(-n // self.group_size)
+        order = (rng.permutation(groups)[:, None] * self.group_size + np.arange(self.group_size)).ravel()
+        return order[order < n]
 
     def __call__(self, step: int) -> dict[str, torch.Tensor]:
         epoch, index = divmod(step, self.per_epoch)
         rng = np.random.default_rng([self.seed, epoch])
-        order = rng.permutation(len(self.pixels))
+        order = self._order(rng)
         chosen = order[index * self.batch_size : (index + 1) * self.batch_size]
         picks = rng.integers(0, 1 << 30, size=len(self.pixels))[chosen]
         pairs = zip(chosen, picks, strict=True)
@@ -189,15 +209,16 @@ def train_clip(
     write_json_atomic(out_dir / TRAIN_CONFIG_FILE, asdict(config))
     model = build_clip(arch, tokenizer.eos_token_id, tokenizer.bos_token_id, config.loop.seed)
     batches = CaptionBatches(
-        load_pixels(train, arch.image_size),
+        load_pixels(train, arch),
         _tokenize_captions(tokenizer, train, arch.max_text_length),
         config.batch_size,
         config.loop.seed,
+        config.group_size,
     )
     on_log = None
     if val is not None and len(val) > 0:
         val_batch = CaptionBatches(
-            load_pixels(val, arch.image_size),
+            load_pixels(val, arch),
             _tokenize_captions(tokenizer, val, arch.max_text_length),
             min(config.batch_size, len(val)),
             config.loop.seed + 1,

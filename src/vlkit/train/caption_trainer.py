@@ -1,0 +1,358 @@
+"""Train a captioner by teacher forcing on a caption dataset, with a validation CIDEr-D every epoch.
+
+The model is `vlkit.models.captioner` (encoder + GPT-2 with new cross-attention, one tuning method), the
+loop is `vlkit.train.loop` (accelerate, AdamW with warm-up and cosine decay, checkpoints, exact resume) and
+the metric is `vlkit.metrics.cider_d`. This module lays out the batches: each epoch is a seeded permutation of
+the images, each image with one of its captions drawn by a seeded generator, so batch k is a pure function of
+k (as in the CLIP trainer). When the encoder is frozen its features come from the on-disk feature cache
+(`vlkit.train.feature_cache`) and the encoder never runs during training. After every epoch the captioner
+captions the validation images greedily; the best CIDEr-D's weights are kept in `OUT/best/`, the last ones in
+`OUT/`.
+
+(Importing the metric makes training depend on a later stage of the data flow; it is a pure function, and a
+per-epoch CIDEr-D is what picks the checkpoint, so the dependency is deliberate.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import PartialState
+from accelerate.utils import extract_model_from_parallel
+from transformers.modeling_outputs import BaseModelOutput
+
+from vlkit.data.captions import CaptionDataset
+from vlkit.data.files import write_json_atomic
+from vlkit.data.images import read_image
+from vlkit.errors import VlkitError
+from vlkit.generate import DecodingConfig, caption_features
+from vlkit.metrics.cider import cider_d
+from vlkit.models.captioner import Captioner, CaptionerSpec, build_captioner
+from vlkit.models.tuning import ParameterCount, tuning_method
+from vlkit.train.feature_cache import FeatureCache, build_feature_cache
+from vlkit.train.loop import LOSS_LOG, LoopConfig, run_training
+
+log = logging.getLogger(__name__)
+
+TRAIN_CONFIG_FILE = "vlkit_caption_train.json"
+RESULT_FILE = "vlkit_caption_result.json"
+BEST_DIR = "best"
+
+
+@dataclass
+class CaptionTrainConfig:
+    """`vlkit caption train`: the captioner to build and how to train it. Saved as JSON beside the weights."""
+
+    encoder: str = field(metadata={"help": "vision encoder: hub id or local folder"})
+    decoder: str = field(metadata={"help": "GPT-2-family decoder: hub id or local folder"})
+    tuning: str = field(default="lora", metadata={"help": "tuning method"})
+    tuning_config: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "the method's settings (default: its defaults)"}
+    )
+    max_caption_tokens: int = field(default=32, metadata={"help": "caption tokens kept, end token included"})
+    batch_size: int = field(default=32, metadata={"help": "images (each with one caption) per step"})
+    epochs: int | None = field(
+        default=None, metadata={"help": "if set, loop.steps = epochs x steps per epoch"}
+    )
+    loop: LoopConfig = field(
+        default_factory=lambda: LoopConfig(
+            steps=1000, learning_rate=1e-3, weight_decay=0.01, warmup_steps=50, checkpoint_every=200
+        )
+    )
+    feature_cache: bool = field(default=True, metadata={"help": "cache a frozen encoder's features on disk"})
+    feature_cache_dir: str | None = field(
+        default=None, metadata={"help": "folder of feature caches (default: OUT/feature_cache)"}
+    )
+    feature_dtype: str = field(
+        default="float32", metadata={"help": "cached features' dtype: float32, float16"}
+    )
+    val_limit: int | None = field(
+        default=None, metadata={"help": "validate on the first N images (all: None)"}
+    )
+    eval_batch_size: int = field(default=64, metadata={"help": "images per encoder or generate call"})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CaptionTrainConfig:
+        return cls(**{**data, "loop": LoopConfig(**data["loop"])})
+
+    def spec(self) -> CaptionerSpec:
+        method = tuning_method(self.tuning)
+        return CaptionerSpec(
+            encoder=self.encoder,
+            decoder=self.decoder,
+            tuning=self.tuning,
+            tuning_config=method.config_from_dict(self.tuning_config, "tuning_config"),
+            max_caption_tokens=self.max_caption_tokens,
+            seed=self.loop.seed,
+        )
+
+
+@dataclass
+class CaptionTrainResult:
+    """Where the captioner went and how it did."""
+
+    out_dir: Path
+    parameters: ParameterCount
+    final_loss: float
+    best_dir: Path | None = None
+    best_cider: float | None = None
+    best_step: int | None = None
+    feature_cache: Path | None = None
+
+
+@dataclass
+class CaptionTokens:
+    """One image's captions for teacher forcing: the decoder reads `inputs`, predicts `labels`."""
+
+    inputs: torch.Tensor  # (captions, T): start token, caption, end-token padding
+    labels: torch.Tensor  # (captions, T): caption, end token, -100 padding
+
+
+def tokenize_captions(captioner: Captioner, captions: Sequence[str], length: int) -> CaptionTokens:
+    """Captions cut to `length - 1` tokens plus the end token; inputs are the labels shifted right."""
+    tokenizer = captioner.tokenizer
+    start, end = captioner.model.config.decoder_start_token_id, tokenizer.eos_token_id
+    inputs = torch.full((len(captions), length), tokenizer.pad_token_id, dtype=torch.long)
+    labels = torch.full((len(captions), length), -100, dtype=torch.long)
+    encoded = tokenizer(list(captions), add_special_tokens=False, truncation=True, max_length=length - 1)
+    for row, ids in enumerate(encoded["input_ids"]):
+        target = [*ids, end]
+        labels[row, : len(target)] = torch.tensor(target)
+        inputs[row, : len(target)] = torch.tensor([start, *target[:-1]])
+    return CaptionTokens(inputs, labels)
+
+
+class CachedFeatures:
+    """Batch images as rows of a feature cache."""
+
+    def __init__(self, cache: FeatureCache):
+        self.cache = cache
+
+    def __call__(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        return {"encoder_hidden_states": self.cache.rows(indices)}
+
+
+class ImagePixels:
+    """Batch images read from disk and preprocessed by the captioner's image processor."""
+
+    def __init__(self, captioner: Captioner, paths: Sequence[Path]):
+        self.captioner, self.paths = captioner, list(paths)
+
+    def __call__(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
+        return {"pixel_values": self.captioner.preprocess([read_image(self.paths[i]) for i in indices])}
+
+
+class CaptionBatches:
+    """Step-indexed batches: epoch e is a seeded permutation of the images, each with a seeded caption."""
+
+    def __init__(self, images: Any, tokens: list[CaptionTokens], batch_size: int, seed: int):
+        self.images, self.tokens, self.seed = images, tokens, seed
+        self.batch_size = min(batch_size, len(tokens))
+        self.per_epoch = max(1, len(tokens) // self.batch_size)
+
+    def __call__(self, step: int) -> dict[str, torch.Tensor]:
+        epoch, index = divmod(step, self.per_epoch)
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.tokens))
+        picks = rng.integers(0, 1 << 30, size=len(self.tokens))
+        chosen = order[index * self.batch_size : (index + 1) * self.batch_size]
+        rows = [(self.tokens[i], picks[i] % len(self.tokens[i].inputs)) for i in chosen]
+        labels = torch.stack([t.labels[p] for t, p in rows])
+        return {
+            **self.images(chosen),
+            "decoder_input_ids": torch.stack([t.inputs[p] for t, p in rows]),
+            "decoder_attention_mask": (labels != -100).long(),  # the caption's tokens, not the padding
+            "labels": labels,
+        }
+
+
+def make_caption_loss(trains_encoder: bool):
+    """Teacher-forcing cross-entropy over caption tokens; a frozen encoder runs in eval mode without grad."""
+
+    def caption_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        inner = extract_model_from_parallel(model)
+        if "encoder_hidden_states" in batch:
+            features = batch["encoder_hidden_states"]
+        elif trains_encoder:
+            return model(
+                pixel_values=batch["pixel_values"],
+                decoder_input_ids=batch["decoder_input_ids"],
+                decoder_attention_mask=batch["decoder_attention_mask"],
+                labels=batch["labels"],
+            ).loss
+        else:
+            inner.encoder.eval()
+            with torch.no_grad():
+                features = inner.encoder(pixel_values=batch["pixel_values"]).last_hidden_state  # (B, N, C)
+        return model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=features),
+            decoder_input_ids=batch["decoder_input_ids"],
+            decoder_attention_mask=batch["decoder_attention_mask"],
+            labels=batch["labels"],
+        ).loss
+
+    return caption_loss
+
+
+def train_captioner(
+    config: CaptionTrainConfig,
+    train: CaptionDataset,
+    val: CaptionDataset | None,
+    out_dir: Path,
+    resume: bool = False,
+) -> CaptionTrainResult:
+    """Build the captioner, train it on `train` (CIDEr-D on `val` every epoch) and save it to `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    captioner = build_captioner(config.spec())
+    captioner.model.to(PartialState().device)  # before the cache is built, so the encoder runs there
+    count = captioner.parameter_count()
+    log.info("tuning %s: %s", config.tuning, count.describe())
+    trains_encoder = captioner.method.trains_encoder
+    use_cache = config.feature_cache and not trains_encoder
+    cache_root = Path(config.feature_cache_dir) if config.feature_cache_dir else out_dir / "feature_cache"
+    train_cache = _cache(captioner, train.image_paths(), cache_root, config) if use_cache else None
+    images = CachedFeatures(train_cache) if train_cache else ImagePixels(captioner, train.image_paths())
+    tokens = [
+        tokenize_captions(captioner, image.captions, config.max_caption_tokens) for image in train.images
+    ]
+    batches = CaptionBatches(images, tokens, config.batch_size, config.loop.seed)
+    loop = dataclasses.replace(config.loop)
+    if config.epochs is not None:
+        if config.epochs < 1:
+            raise VlkitError(f"--epochs: must be at least 1, got {config.epochs}")
+        loop.steps = config.epochs * batches.per_epoch
+    write_json_atomic(out_dir / TRAIN_CONFIG_FILE, asdict(config))
+    epoch_ends = set(range(batches.per_epoch, loop.steps + 1, batches.per_epoch)) | {loop.steps}
+    validator = None
+    if val is not None and len(val) > 0:
+        validator = _Validator(captioner, val, out_dir, config, cache_root if use_cache else None, epoch_ends)
+    result = run_training(
+        captioner.model,
+        captioner.model.parameters(),
+        batches,
+        make_caption_loss(trains_encoder),
+        loop,
+        out_dir,
+        resume,
+        validator,
+        extra_log_steps=epoch_ends,
+    )
+    main_process = PartialState().is_main_process
+    if main_process:
+        captioner.save(out_dir)
+    outcome = CaptionTrainResult(
+        out_dir=out_dir,
+        parameters=count,
+        final_loss=result.final_loss,
+        feature_cache=train_cache.folder if train_cache else None,
+    )
+    if validator is not None and validator.best_step is not None:
+        outcome.best_dir, outcome.best_cider = out_dir / BEST_DIR, validator.best
+        outcome.best_step = validator.best_step
+    if main_process:
+        write_json_atomic(out_dir / RESULT_FILE, _result_json(outcome, loop.steps))
+    return outcome
+
+
+def _cache(
+    captioner: Captioner, paths: Sequence[Path], root: Path, config: CaptionTrainConfig
+) -> FeatureCache:
+    # Under `accelerate launch` the main process writes the cache and the others then find it complete.
+    with PartialState().main_process_first():
+        return build_feature_cache(captioner, paths, root, config.eval_batch_size, config.feature_dtype)
+
+
+def _result_json(outcome: CaptionTrainResult, steps: int) -> dict[str, Any]:
+    return {
+        "steps": steps,
+        "final_loss": outcome.final_loss,
+        "trainable_parameters": outcome.parameters.trainable,
+        "total_parameters": outcome.parameters.total,
+        "trainable_share": outcome.parameters.share,
+        "best_val_cider_d": outcome.best_cider,
+        "best_step": outcome.best_step,
+    }
+
+
+class _Validator:
+    """The loop's `on_log`: at each epoch's end, caption the validation images greedily, score CIDEr-D, and
+    save the captioner to OUT/best/ when it beats the best so far (read back from the log on a resume)."""
+
+    def __init__(
+        self,
+        captioner: Captioner,
+        val: CaptionDataset,
+        out_dir: Path,
+        config: CaptionTrainConfig,
+        cache_root: Path | None,
+        steps: set[int],
+    ):
+        self.captioner, self.out_dir, self.steps = captioner, out_dir, steps
+        self.images = val.images[: config.val_limit] if config.val_limit else val.images
+        paths = [image.path for image in self.images]
+        self.cache = _cache(captioner, paths, cache_root, config) if cache_root else None
+        self.batch_size = config.eval_batch_size
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self._read_best = False
+
+    def __call__(self, step: int, record: dict[str, Any]) -> dict[str, Any]:
+        if step not in self.steps:
+            return {}
+        if not self._read_best:
+            self._best_from_log()
+        candidates = dict(zip(self._keys(), self._captions(), strict=True))
+        references = {key: image.captions for key, image in zip(self._keys(), self.images, strict=True)}
+        score = cider_d(candidates, references).score
+        log.info("step %d: validation CIDEr-D %.4f", step, score)
+        if self.best is None or score > self.best:
+            self.best, self.best_step = score, step
+            if PartialState().is_main_process:
+                self._save_best(step, score)
+        return {"val_cider_d": score}
+
+    def _keys(self) -> list[int | str]:
+        return [image.id for image in self.images]
+
+    def _captions(self) -> list[str]:
+        decoding = DecodingConfig(num_beams=1, batch_size=self.batch_size)
+        captions: list[str] = []
+        for start in range(0, len(self.images), self.batch_size):
+            chunk = range(start, min(start + self.batch_size, len(self.images)))
+            if self.cache is not None:
+                features = self.cache.rows(np.arange(chunk.start, chunk.stop))
+            else:
+                pixels = self.captioner.preprocess([read_image(self.images[i].path) for i in chunk])
+                features = self.captioner.encode_images(pixels)
+            captions += caption_features(self.captioner, features, decoding).captions
+        return captions
+
+    def _best_from_log(self) -> None:
+        """On a resume, the best score of the steps before it (the loop has cut the log there)."""
+        self._read_best = True
+        log_path = self.out_dir / LOSS_LOG
+        if not log_path.exists():
+            return
+        for line in log_path.read_text().splitlines():
+            record = json.loads(line)
+            if "val_cider_d" in record and (self.best is None or record["val_cider_d"] > self.best):
+                self.best, self.best_step = record["val_cider_d"], record["step"]
+
+    def _save_best(self, step: int, score: float) -> None:
+        final = self.out_dir / BEST_DIR
+        tmp = self.out_dir / f".{BEST_DIR}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.captioner.save(tmp)
+        write_json_atomic(tmp / "best.json", {"step": step, "val_cider_d": score})
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)

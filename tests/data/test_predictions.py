@@ -1,0 +1,104 @@
+"""Reading predictions files in the DLCV and COCO results layouts, and every way they can be wrong."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from vlkit.data.captions import load_caption_dataset
+from vlkit.data.predictions import load_predictions
+from vlkit.errors import VlkitError
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """Seven images (ids 10..16, files img0.jpg .. img6.jpg, one in a sub-folder), one caption each."""
+    images = [{"id": 10 + i, "file_name": f"img{i}.jpg" if i else "sub/img0.png"} for i in range(7)]
+    annotations = [{"image_id": 10 + i, "caption": f"caption {i}"} for i in range(7)]
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations}))
+    return load_caption_dataset(path, tmp_path, check_files=False)
+
+
+def _write(tmp_path, data, raw: str | None = None):
+    path = tmp_path / "pred.json"
+    path.write_text(raw if raw is not None else json.dumps(data))
+    return path
+
+
+def test_dlcv_layout_is_keyed_by_file_stem_and_returned_by_image_id_in_dataset_order(tmp_path, dataset):
+    stems = ["img6", "img0", "img5", "img4", "img3", "img2", "img1"]
+    path = _write(tmp_path, {stem: f"pred {stem}" for stem in stems})
+    predictions = load_predictions(path, dataset)
+    assert list(predictions) == [10, 11, 12, 13, 14, 15, 16]
+    assert predictions[10] == "pred img0" and predictions[16] == "pred img6"
+
+
+def test_coco_results_layout_is_keyed_by_image_id_and_ignores_extra_fields(tmp_path, dataset):
+    entries = [{"image_id": 16 - i, "caption": f"pred {16 - i}", "score": 0.5} for i in range(7)]
+    predictions = load_predictions(_write(tmp_path, entries), dataset)
+    assert list(predictions) == list(range(10, 17))
+    assert predictions[12] == "pred 12"
+
+
+def test_missing_images_are_an_error_listing_five_and_suggesting_allow_partial(tmp_path, dataset):
+    path = _write(tmp_path, {"img0": "only one"})
+    with pytest.raises(VlkitError) as error:
+        load_predictions(path, dataset)
+    message = str(error.value)
+    assert str(path) in message and "no prediction for 6 of 7 images" in message
+    assert "'img1', 'img2', 'img3', 'img4', 'img5', ..." in message and "'img6'" not in message
+    assert "--allow-partial" in message and "\n" not in message
+
+
+def test_allow_partial_keeps_the_predicted_images_and_logs_the_count(tmp_path, dataset, caplog):
+    path = _write(tmp_path, [{"image_id": 14, "caption": "x"}, {"image_id": 11, "caption": "y"}])
+    with caplog.at_level(logging.WARNING, logger="vlkit.data.predictions"):
+        predictions = load_predictions(path, dataset, allow_partial=True)
+    assert predictions == {11: "y", 14: "x"} and list(predictions) == [11, 14]
+    assert "5 of 7 images have no prediction" in caplog.text
+
+
+@pytest.mark.parametrize("allow_partial", [False, True])
+def test_unknown_images_are_always_an_error(tmp_path, dataset, allow_partial):
+    data = {f"img{i}": "x" for i in range(7)} | {f"other{i}": "x" for i in range(6)}
+    expected = r"6 prediction\(s\) for images that .* \(by file stem; e.g. 'other0', .*'other4', \.\.\.\)"
+    with pytest.raises(VlkitError, match=expected):
+        load_predictions(_write(tmp_path, data), dataset, allow_partial=allow_partial)
+    with pytest.raises(VlkitError, match=r"\(by image_id; e.g. 99\)"):
+        load_predictions(_write(tmp_path, [{"image_id": 99, "caption": "x"}]), dataset, allow_partial=True)
+
+
+@pytest.mark.parametrize(
+    ("data", "raw", "message"),
+    [
+        (None, '{"img0": "a",', "malformed JSON at line 1"),
+        ("a caption", None, 'expected {"file stem": "caption", ...} (DLCV) or [{"image_id"'),
+        ({"img0": 3}, None, "prediction 'img0': caption must be a string, got an integer"),
+        ({"img0": "   "}, None, "prediction 'img0': caption is empty"),
+        ([{"image_id": 10}], None, "[0]: missing field 'caption'"),
+        ([{"caption": "x"}], None, "[0]: missing field 'image_id'"),
+        (["x"], None, "[0]: expected an object with 'image_id' and 'caption', got a string"),
+        (
+            [{"image_id": True, "caption": "x"}],
+            None,
+            "image_id must be an integer or a string, got a boolean",
+        ),
+        (
+            [{"image_id": 10, "caption": "x"}, {"image_id": 10, "caption": "y"}],
+            None,
+            "[1]: second prediction",
+        ),
+        ([{"image_id": 10, "caption": ""}], None, "[0] (image_id 10): caption is empty"),
+        ({"images": [], "annotations": []}, None, "looks like an annotation file"),
+        ([], None, "no predictions"),
+    ],
+)
+def test_malformed_files_are_one_line_naming_the_file(tmp_path, dataset, data, raw, message):
+    path = _write(tmp_path, data, raw)
+    with pytest.raises(VlkitError) as error:
+        load_predictions(path, dataset, allow_partial=True)
+    assert str(error.value).startswith(str(path)) and message in str(error.value)
+    assert "\n" not in str(error.value)
