@@ -15,14 +15,6 @@ from vlkit.models.captioner import TUNING_FILE, CaptionerSpec, build_captioner, 
 from vlkit.models.tuning import TUNING_METHODS
 
 
-@pytest.fixture(autouse=True, scope="module")  # module scope: before the module's own fixtures train
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
     clip, vit, gpt2 = save_tiny_parts(tmp_path_factory.mktemp("parts"))

@@ -19,14 +19,6 @@ from vlkit.train.loop import LoopConfig
 TINY_LM = LmArchitecture(width=32, layers=2, heads=2, positions=40, vocab_size=300)
 
 
-@pytest.fixture(autouse=True, scope="module")  # module scope: before the module's own fixtures train
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def captions(shapes_world):
     train = load_caption_dataset(shapes_world / "train.json", shapes_world / "images")

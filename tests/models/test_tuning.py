@@ -28,14 +28,6 @@ EXTRA = {
 UNUSED = r"^encoder\.post_layernorm\."
 
 
-@pytest.fixture(autouse=True, scope="module")  # module scope: before the module's own fixtures train
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add synchronisation
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
     clip, vit, gpt2 = save_tiny_parts(tmp_path_factory.mktemp("parts"))

@@ -31,14 +31,6 @@ from vlkit.train.checkpoint import list_checkpoints, load_checkpoint
 from vlkit.train.loop import LoopConfig
 
 
-@pytest.fixture(autouse=True, scope="module")  # module scope: before the module's own fixtures train
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def datasets(shapes_world):
     return (

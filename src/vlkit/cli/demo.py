@@ -6,7 +6,6 @@ demo stopped half way continues where it stopped (the CLIP resumes from its newe
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ class DemoPlan:
 def demo_plan(seed: int, quick: bool) -> DemoPlan:
     world = ShapesConfig(seed=seed)
     clip = ClipTrainConfig()
-    clip.loop.seed = seed
+    clip.loop.seed, clip.group_size = seed, world.contrast_group
     if quick:
         world = ShapesConfig(seed=seed, n_train=64, n_val=16, per_class_train=1, per_class_val=1, workers=1)
         clip.loop.steps, clip.loop.checkpoint_every, clip.batch_size = 4, 2, 16
@@ -126,4 +125,3 @@ def _print_summary(results: dict[str, dict]) -> None:
             )
             table.add_row(name, prompt, *(f"{row[k]:.1%}" for k in ("top1", "seen_top1", "unseen_top1")))
     console.print(table)
-    console.print(json.dumps({n: r["best_template"] for n, r in results.items()}))

@@ -51,6 +51,11 @@ def _root(
 ) -> None:
     _state["debug"] = debug
     progress.set_enabled(not quiet)
+    # transformers' own "Loading weights" bars and notices would interleave with ours; its errors still show.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(message)s",
@@ -74,13 +79,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(130) from None
     except SystemExit:
         raise
-    except Exception as exc:  # click's own usage errors are handled below
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:
+        # click's usage errors (typer vendors click, so match by behaviour rather than by class)
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             raise SystemExit(exc.exit_code) from None
-        if isinstance(exc, click.exceptions.Abort):
+        if type(exc).__name__ == "Abort":
             raise SystemExit(1) from None
         raise
     if isinstance(code, int) and code != 0:

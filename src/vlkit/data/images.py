@@ -133,7 +133,7 @@ def read_images(
 ) -> ImageBatch:
     """Read many images with `read_image`; a bad one raises ("error") or is logged and left out ("skip")."""
     batch = ImageBatch(images=[], kept=[], skipped=[])
-    for index, result in _read_each(paths, on_bad_image):
+    for index, result in _read_each(paths, on_bad_image, None):
         if isinstance(result, SkippedImage):
             batch.skipped.append(result)
         else:
@@ -148,7 +148,7 @@ def scan_images(
 ) -> ImageScan:
     """Read every image once to prove it readable, keeping only its size (for checking whole datasets)."""
     scan = ImageScan(sizes=[], kept=[], skipped=[])
-    for index, result in _read_each(paths, on_bad_image):
+    for index, result in _read_each(paths, on_bad_image, "Reading images"):
         if isinstance(result, SkippedImage):
             scan.skipped.append(result)
         else:
@@ -168,11 +168,12 @@ def check_policy(on_bad_image: str) -> BadImagePolicy:
 
 
 def _read_each(
-    paths: Sequence[str | os.PathLike[str]], on_bad_image: str
+    paths: Sequence[str | os.PathLike[str]], on_bad_image: str, bar: str | None
 ) -> Iterator[tuple[int, Image.Image | SkippedImage]]:
-    """Each path's index and its image, or (under "skip") why it was left out."""
+    """Each path's index and its image, or (under "skip") why it was left out; a progress bar named `bar`
+    (none for a batch, whose caller shows the bar of the whole loop)."""
     policy = check_policy(on_bad_image)
-    for index, path in enumerate(progress.track(paths, "Reading images", total=len(paths))):
+    for index, path in enumerate(progress.track(paths, bar, total=len(paths)) if bar else paths):
         try:
             image = read_image(path)
         except VlkitError as exc:

@@ -43,6 +43,8 @@ GENERATOR_VERSION = 2
 # Class id = index: colour-major, as every zero-shot table lists them.
 CLASS_NAMES: tuple[str, ...] = tuple(f"{colour} {shape}" for colour in COLOURS for shape in SHAPES)
 # Side of an object's square footprint as a fraction of the image side.
+# Large enough that a 16 px patch sees most of a small object: a first world with 0.28 / 0.42 gave a
+# supervised ViT probe 47% shape accuracy in 60 s, this one 83% (same probe, same budget).
 SIZE_FRACTIONS: dict[str, float] = {"small": 0.36, "large": 0.5}
 SIZE_JITTER = 0.06
 COLOUR_JITTER = 12
@@ -50,6 +52,7 @@ BACKGROUND_GREY = (25, 80)
 BACKGROUND_NOISE_STD, OBJECT_NOISE_STD = 6.0, 4.0
 GAP_PX = 2
 PLACEMENT_TRIES = 60
+LAYOUT_TRIES = 8
 SAME_OBJECT_PROBABILITY = 0.15  # of a multi-object scene repeating one colour + shape ("two red circles")
 # Of the other multi-object scenes, the share whose objects all have one colour. Without them a contrastive
 # model matches most captions by their colours alone and learns shapes slowly (a first CLIP: 36% top-1,
@@ -79,7 +82,7 @@ class ShapesConfig:
     n_heldout: int = _option(8, "--heldout", "Colour x shape combinations kept out of training, at most one "
                              f"per colour (0 to {len(COLOURS)}).")
     captions_per_image: int = _option(5, "--captions", "Reference captions per captioned image.")
-    contrast_group: int = _option(4, "--contrast-group", "Consecutive captioned images that share one layout "
+    contrast_group: int = _option(1, "--contrast-group", "Consecutive captioned images that share one layout "
                                   "and its colours but differ in shapes (1: every image independent).")
     workers: int = _option(2, "--workers", "Processes that render; the output is the same for any number.")
 
@@ -137,16 +140,22 @@ Footprint = tuple[str, int, int, int]  # (size, x0, y0, side) of an object's squ
 
 
 def _sample_layout(rng: np.random.Generator, image_size: int, n_objects: int) -> list[Footprint]:
-    """(size, x0, y0, side) footprints, GAP_PX apart; an object that fits at neither size is dropped."""
-    placed: list[Footprint] = []
-    for _ in range(n_objects):
-        wanted = SIZES[int(rng.integers(len(SIZES)))]
-        for size in dict.fromkeys((wanted, "small")):
-            spot = _place(rng, image_size, size, placed)
-            if spot is not None:
-                placed.append(spot)
-                break
-    return placed
+    """(size, x0, y0, side) footprints, GAP_PX apart. A layout that cannot hold every object is drawn again
+    (up to LAYOUT_TRIES times, as objects are large for the image); after that, the objects that fit stay."""
+    best: list[Footprint] = []
+    for _ in range(LAYOUT_TRIES):
+        placed: list[Footprint] = []
+        for _ in range(n_objects):
+            wanted = SIZES[int(rng.integers(len(SIZES)))]
+            for size in dict.fromkeys((wanted, "small")):
+                spot = _place(rng, image_size, size, placed)
+                if spot is not None:
+                    placed.append(spot)
+                    break
+        if len(placed) == n_objects:
+            return placed
+        best = max(best, placed, key=len)
+    return best
 
 
 def _place(rng: np.random.Generator, image_size: int, size: str, placed: list[Footprint]) -> Footprint | None:
@@ -179,8 +188,9 @@ def _sample_kinds(rng: np.random.Generator, combos: Sequence[tuple[str, str]], n
     return kinds
 
 
-def _other_shapes(rng: np.random.Generator, combos: Sequence[tuple[str, str]], kinds: Sequence[tuple[str, str]]
-                  ) -> list[tuple[str, str]]:
+def _other_shapes(
+    rng: np.random.Generator, combos: Sequence[tuple[str, str]], kinds: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
     """The same colours with other shapes (each distinct kind maps to one new kind, so counts stay true)."""
     new_kind: dict[tuple[str, str], tuple[str, str]] = {}
     for kind in dict.fromkeys(kinds):

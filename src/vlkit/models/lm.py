@@ -26,7 +26,7 @@ from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 from vlkit.data.files import write_json_atomic
 from vlkit.errors import VlkitError
 from vlkit.models.text_tokenizer import train_bpe_tokenizer
-from vlkit.train.loop import LoopConfig, run_training
+from vlkit.train.loop import LoopConfig, run_training, validation_logger
 
 log = logging.getLogger(__name__)
 
@@ -161,27 +161,12 @@ def train_lm(
         val_batch = LmBatches(
             token_rows(tokenizer, val_captions, arch.positions), config.batch_size, config.loop.seed + 1
         )(0)
-        on_log = _validation_logger(model, val_batch, config.eval_every)
+        on_log = validation_logger(model, lm_loss, val_batch, config.eval_every)
     run_training(model, model.parameters(), batches, lm_loss, config.loop, out_dir, resume, on_log)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     log.info("saved the caption LM to %s", out_dir)
     return out_dir
-
-
-def _validation_logger(model: GPT2LMHeadModel, batch: dict[str, torch.Tensor], every: int):
-    def on_log(step: int, record: dict) -> dict:
-        if step % every:
-            return {}
-        was_training = model.training
-        model.eval()
-        with torch.inference_mode():
-            device = next(model.parameters()).device
-            val_loss = float(lm_loss(model, {k: v.to(device) for k, v in batch.items()}))
-        model.train(was_training)
-        return {"val_loss": val_loss}
-
-    return on_log
 
 
 def read_train_config(model_dir: Path) -> LmTrainConfig:

@@ -72,7 +72,7 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], rest: dict[str, Any])
     for param_id, values in rest["scalars"].items():
         state.setdefault(int(param_id), {}).update(values)
     # JSON turns tuples into lists; the optimizers' own state dicts hold `betas` as a tuple.
-    groups = [{k: tuple(v) if k == "betas" else v for k, v in group.items()} for group in rest["param_groups"]]
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in rest["param_groups"]]
     return {"state": state, "param_groups": groups}
 
 

@@ -22,7 +22,7 @@ from vlkit.data.files import write_json_atomic
 from vlkit.data.images import read_image
 from vlkit.models.text_tokenizer import train_bpe_tokenizer
 from vlkit.progress import track
-from vlkit.train.loop import LoopConfig, run_training
+from vlkit.train.loop import LoopConfig, run_training, validation_logger
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,9 @@ class ClipArchitecture:
     """A small CLIP for the embedded default; every field maps onto transformers' `CLIPConfig`."""
 
     image_size: int = 64
-    patch_size: int = 8
+    # 16 px patches (a 4x4 grid): on the shapes world a ViT learned shapes several times faster with them
+    # than with 8 px (64 tokens) or 4 px patches at the same budget.
+    patch_size: int = 16
     vision_width: int = 128
     vision_layers: int = 4
     text_width: int = 128
@@ -54,14 +56,15 @@ class ClipTrainConfig:
     architecture: ClipArchitecture = field(default_factory=ClipArchitecture)
     loop: LoopConfig = field(
         default_factory=lambda: LoopConfig(
-            steps=600, learning_rate=2e-3, warmup_steps=40, checkpoint_every=100
+            steps=1500, learning_rate=1e-3, warmup_steps=100, checkpoint_every=250
         )
     )
-    batch_size: int = field(default=128, metadata={"help": "images (each with one of its captions) per step"})
+    batch_size: int = field(default=64, metadata={"help": "images (each with one of its captions) per step"})
     group_size: int = field(
-        default=1, metadata={"help": "consecutive images batched together (the shapes world's contrast groups)"}
+        default=1,
+        metadata={"help": "consecutive images batched together (the shapes world's contrast groups)"},
     )
-    eval_every: int = field(default=100, metadata={"help": "steps between validation losses"})
+    eval_every: int = field(default=250, metadata={"help": "steps between validation losses"})
 
     @classmethod
     def from_dict(cls, data: dict) -> ClipTrainConfig:
@@ -144,7 +147,12 @@ class CaptionBatches:
     """
 
     def __init__(
-        self, pixels: torch.Tensor, token_ids: list[torch.Tensor], batch_size: int, seed: int, group_size: int = 1
+        self,
+        pixels: torch.Tensor,
+        token_ids: list[torch.Tensor],
+        batch_size: int,
+        seed: int,
+        group_size: int = 1,
     ):
         self.pixels, self.token_ids, self.batch_size, self.seed = pixels, token_ids, batch_size, seed
         self.group_size = group_size
@@ -223,28 +231,13 @@ def train_clip(
             min(config.batch_size, len(val)),
             config.loop.seed + 1,
         )(0)
-        on_log = _validation_logger(model, val_batch, config.eval_every)
+        on_log = validation_logger(model, contrastive_loss, val_batch, config.eval_every)
     run_training(model, model.parameters(), batches, contrastive_loss, config.loop, out_dir, resume, on_log)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     image_processor_for(arch).save_pretrained(out_dir)
     log.info("saved CLIP to %s", out_dir)
     return out_dir
-
-
-def _validation_logger(model: CLIPModel, batch: dict[str, torch.Tensor], every: int):
-    def on_log(step: int, record: dict) -> dict:
-        if step % every:
-            return {}
-        was_training = model.training
-        model.eval()
-        with torch.inference_mode():
-            device = next(model.parameters()).device
-            val_loss = float(contrastive_loss(model, {k: v.to(device) for k, v in batch.items()}))
-        model.train(was_training)
-        return {"val_loss": val_loss}
-
-    return on_log
 
 
 def read_train_config(model_dir: Path) -> ClipTrainConfig:

@@ -213,3 +213,25 @@ def _restore(accelerator, model, optimizer, scheduler, ckpt_dir: Path) -> int:
     scheduler.load_state_dict(state.scheduler)
     log.info("resumed from %s (step %d)", checkpoint, state.step)
     return state.step
+
+
+def validation_logger(
+    model: torch.nn.Module,
+    loss_fn: Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor],
+    batch: dict[str, torch.Tensor],
+    every: int,
+) -> Callable[[int, dict[str, Any]], dict[str, Any]]:
+    """An `on_log` hook that adds the loss on a fixed validation batch every `every` steps."""
+
+    def on_log(step: int, record: dict[str, Any]) -> dict[str, Any]:
+        if step % every:
+            return {}
+        was_training = model.training
+        model.eval()
+        with torch.inference_mode():
+            device = next(model.parameters()).device
+            val_loss = float(loss_fn(model, {k: v.to(device) for k, v in batch.items()}))
+        model.train(was_training)
+        return {"val_loss": val_loss}
+
+    return on_log
