@@ -53,6 +53,7 @@ class EvaluationRequest:
     tokenizer: str = "ptb"
     top_k: int = 5
     allow_partial: bool = False
+    allow_empty: bool = False
     batch_size: int = 64
     device: str = "auto"
     on_bad_image: str = "error"
@@ -80,7 +81,7 @@ def run_evaluation(request: EvaluationRequest, clip: Clip | None = None) -> dict
     dataset = load_caption_dataset(
         request.annotations, request.images, require_captions=bool(asked & _NEEDS_REFERENCES)
     )
-    predicted = load_predictions(request.predictions, dataset, request.allow_partial)
+    predicted = load_predictions(request.predictions, dataset, request.allow_partial, request.allow_empty)
     images = [image for image in dataset.images if image.id in predicted]
     candidates = [predicted[image.id] for image in images]
     scores = _Scores(

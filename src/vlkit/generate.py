@@ -16,13 +16,16 @@ import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from PIL import Image
 from transformers.modeling_outputs import BaseModelOutput
 
+from vlkit.data.images import read_image
 from vlkit.errors import VlkitError
 from vlkit.models.captioner import Captioner
+from vlkit.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,20 @@ def caption_images(
         pixels = captioner.preprocess(images[start : start + config.batch_size])
         parts.append(_caption_batch(captioner, captioner.encode_images(pixels), config, return_attentions))
     return _join(captioner, parts, return_attentions)
+
+
+def predict_captions(
+    captioner: Captioner, paths: Sequence[Path], config: DecodingConfig | None = None
+) -> dict[str, str]:
+    """Caption image files, `config.batch_size` at a time: {file name without extension: caption} (DLCV)."""
+    config = config or DecodingConfig()
+    predictions: dict[str, str] = {}
+    starts = range(0, len(paths), config.batch_size)
+    for start in track(starts, "caption", total=len(starts)):
+        chunk = paths[start : start + config.batch_size]
+        captions = caption_images(captioner, [read_image(path) for path in chunk], config).captions
+        predictions.update({path.stem: caption for path, caption in zip(chunk, captions, strict=True)})
+    return predictions
 
 
 def caption_features(

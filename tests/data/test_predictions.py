@@ -102,3 +102,18 @@ def test_malformed_files_are_one_line_naming_the_file(tmp_path, dataset, data, r
         load_predictions(path, dataset, allow_partial=True)
     assert str(error.value).startswith(str(path)) and message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("layout", ["dlcv", "coco"])
+def test_empty_captions_are_refused_unless_allowed(tmp_path, dataset, layout):
+    captions = {i: ("" if i == 12 else f"pred {i}") for i in range(10, 17)}
+    stems = {10: "img0", **{10 + i: f"img{i}" for i in range(1, 7)}}
+    data = (
+        {stems[i]: c for i, c in captions.items()}
+        if layout == "dlcv"
+        else [{"image_id": i, "caption": c} for i, c in captions.items()]
+    )
+    path = _write(tmp_path, data)
+    with pytest.raises(VlkitError, match="caption is empty .*--allow-empty"):
+        load_predictions(path, dataset)
+    assert load_predictions(path, dataset, allow_empty=True) == captions

@@ -11,14 +11,12 @@ from rich.console import Console
 from vlkit.data.captions import load_caption_dataset
 from vlkit.data.classification import IMAGE_EXTENSIONS
 from vlkit.data.files import write_json_atomic
-from vlkit.data.images import read_image
 from vlkit.errors import VlkitError
-from vlkit.generate import DecodingConfig, caption_images
+from vlkit.generate import DecodingConfig, predict_captions
 from vlkit.models.captioner import load_captioner
 from vlkit.models.clip import resolve_device
 from vlkit.models.tuning import TUNING_METHODS, tuning_method
 from vlkit.models.tuning.base import option_help
-from vlkit.progress import track
 from vlkit.train.caption_trainer import CaptionTrainConfig, train_captioner
 
 app = typer.Typer(help="Train an image captioner and caption images.", no_args_is_help=True)
@@ -142,11 +140,7 @@ def predict(
     )
     paths = _image_files(images)
     captioner = load_captioner(model, resolve_device(device))
-    predictions: dict[str, str] = {}
-    for start in track(range(0, len(paths), batch_size), "caption", total=-(-len(paths) // batch_size)):
-        chunk = paths[start : start + batch_size]
-        captions = caption_images(captioner, [read_image(path) for path in chunk], decoding).captions
-        predictions.update({path.stem: caption for path, caption in zip(chunk, captions, strict=True)})
+    predictions = predict_captions(captioner, paths, decoding)
     write_json_atomic(out, predictions)
     console.print(f"[green]wrote[/] {len(predictions)} captions to {out}")
 

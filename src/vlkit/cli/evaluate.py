@@ -48,6 +48,9 @@ def evaluate(
     ),
     top_k: int = typer.Option(5, "--top-k", help="Best and worst pairs by CLIPScore to draw and list."),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Score only the predicted images."),
+    allow_empty: bool = typer.Option(
+        False, "--allow-empty", help="Score empty captions as they are instead of refusing the file."
+    ),
     batch_size: int = typer.Option(64, "--batch-size", help="Images or texts per CLIP forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     on_bad_image: str = typer.Option(
@@ -68,6 +71,7 @@ def evaluate(
         tokenizer=tokenizer,
         top_k=top_k,
         allow_partial=allow_partial,
+        allow_empty=allow_empty,
         batch_size=batch_size,
         device=device,
         on_bad_image=on_bad_image,

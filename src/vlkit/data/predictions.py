@@ -29,7 +29,10 @@ _LAYOUTS = '{"file stem": "caption", ...} (DLCV) or [{"image_id": ..., "caption"
 
 
 def load_predictions(
-    path: str | os.PathLike[str], dataset: CaptionDataset, allow_partial: bool = False
+    path: str | os.PathLike[str],
+    dataset: CaptionDataset,
+    allow_partial: bool = False,
+    allow_empty: bool = False,
 ) -> dict[int | str, str]:
     """One predicted caption per image, keyed by the dataset's image id, in the dataset's order.
 
@@ -39,13 +42,15 @@ def load_predictions(
         allow_partial: score only the predicted images (the others are left out and counted in the log);
             otherwise every image of the dataset needs a prediction. A prediction for an image the dataset
             does not have is an error either way.
+        allow_empty: accept empty captions (a model that ends at once) and score them as they are;
+            otherwise an empty caption is an error, as it usually means a broken predictions file.
     """
     path = Path(path)
     data = read_json(path)
     if isinstance(data, dict):
-        by_image = _match_by_stem(_read_dlcv(data, path), dataset, path)
+        by_image = _match_by_stem(_read_dlcv(data, path, allow_empty), dataset, path)
     elif isinstance(data, list):
-        by_image = _match_by_id(_read_coco_results(data, path), dataset, path)
+        by_image = _match_by_id(_read_coco_results(data, path, allow_empty), dataset, path)
     else:
         raise VlkitError(f"{path}: expected {_LAYOUTS}, got {_json_kind(data)}")
     if not by_image:
@@ -64,18 +69,18 @@ def load_predictions(
     return {image.id: by_image[image.id] for image in dataset.images if image.id in by_image}
 
 
-def _read_dlcv(data: dict[str, Any], path: Path) -> dict[str, str]:
+def _read_dlcv(data: dict[str, Any], path: Path, allow_empty: bool) -> dict[str, str]:
     if {"images", "annotations"} & set(data) and not all(isinstance(v, str) for v in data.values()):
         raise VlkitError(
             f"{path}: looks like an annotation file (it has 'images' / 'annotations'), expected predictions: "
             f"{_LAYOUTS}"
         )
     for key, caption in data.items():
-        _check_caption(caption, f"{path}: prediction {key!r}")
+        _check_caption(caption, f"{path}: prediction {key!r}", allow_empty)
     return data
 
 
-def _read_coco_results(data: list[Any], path: Path) -> dict[int | str, str]:
+def _read_coco_results(data: list[Any], path: Path, allow_empty: bool) -> dict[int | str, str]:
     captions: dict[int | str, str] = {}
     for index, entry in enumerate(data):
         where = f"{path}: [{index}]"
@@ -92,7 +97,7 @@ def _read_coco_results(data: list[Any], path: Path) -> dict[int | str, str]:
             raise VlkitError(f"{where}: image_id must be an integer or a string, got {_json_kind(image_id)}")
         if image_id in captions:
             raise VlkitError(f"{where}: second prediction for image_id {image_id!r}")
-        _check_caption(entry["caption"], f"{where} (image_id {image_id!r})")
+        _check_caption(entry["caption"], f"{where} (image_id {image_id!r})", allow_empty)
         captions[image_id] = entry["caption"]
     return captions
 
@@ -117,11 +122,11 @@ def _reject_unknown(unknown: list[Any], what: str, dataset: CaptionDataset, path
         )
 
 
-def _check_caption(caption: Any, where: str) -> None:
+def _check_caption(caption: Any, where: str, allow_empty: bool = False) -> None:
     if not isinstance(caption, str):
         raise VlkitError(f"{where}: caption must be a string, got {_json_kind(caption)}")
-    if not caption.strip():
-        raise VlkitError(f"{where}: caption is empty")
+    if not caption.strip() and not allow_empty:
+        raise VlkitError(f"{where}: caption is empty (--allow-empty scores empty captions as they are)")
 
 
 def _examples(keys: list[Any]) -> str:
