@@ -124,7 +124,8 @@ def run_training(
     start = 0
     if resume:
         start = _restore(accelerator, model, optimizer, scheduler, ckpt_dir)
-        _truncate_log(log_path, start) if accelerator.is_main_process else None
+        if accelerator.is_main_process:
+            _truncate_log(log_path, start)
     elif accelerator.is_main_process and log_path.exists():
         log_path.unlink()
     t0, loss_value = time.perf_counter(), float("nan")
