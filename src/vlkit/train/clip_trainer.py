@@ -56,7 +56,7 @@ class ClipTrainConfig:
     architecture: ClipArchitecture = field(default_factory=ClipArchitecture)
     loop: LoopConfig = field(
         default_factory=lambda: LoopConfig(
-            steps=1500, learning_rate=1e-3, warmup_steps=100, checkpoint_every=250
+            steps=2100, learning_rate=1e-3, warmup_steps=100, checkpoint_every=300
         )
     )
     batch_size: int = field(default=64, metadata={"help": "images (each with one of its captions) per step"})
@@ -142,8 +142,8 @@ class CaptionBatches:
 
     With `group_size` > 1 the permutation moves whole groups of consecutive images (the shapes world's
     contrast groups: one layout and its colours, other shapes), so that each batch holds images that only
-    their shapes tell apart. Without such hard negatives a contrastive model matches most captions by
-    colour, size and position alone and learns shapes far more slowly.
+    their shapes tell apart: hard negatives for a model that would otherwise match captions by colour, size
+    and position alone. (Measured on the embedded default: no gain in zero-shot accuracy at 1,500 steps.)
     """
 
     def __init__(
@@ -153,9 +153,10 @@ class CaptionBatches:
         batch_size: int,
         seed: int,
         group_size: int = 1,
+        end_id: int | None = None,
     ):
         self.pixels, self.token_ids, self.batch_size, self.seed = pixels, token_ids, batch_size, seed
-        self.group_size = group_size
+        self.group_size, self.end_id = group_size, end_id
         self.per_epoch = max(1, len(pixels) // batch_size)
 
     def _order(self, rng: np.random.Generator) -> np.ndarray:
@@ -172,6 +173,10 @@ class CaptionBatches:
         picks = rng.integers(0, 1 << 30, size=len(self.pixels))[chosen]
         pairs = zip(chosen, picks, strict=True)
         ids = torch.stack([self.token_ids[i][p % len(self.token_ids[i])] for i, p in pairs])
+        if self.end_id is not None:
+            # Columns after every row's first end token change nothing (causal mask, pooled at the end
+            # token) but cost time: captions average 13 tokens of the 32 kept.
+            ids = ids[:, : int((ids == self.end_id).int().argmax(dim=-1).max()) + 1]
         return {"pixel_values": normalize_pixels(self.pixels[chosen]), "input_ids": ids}
 
 
@@ -222,6 +227,7 @@ def train_clip(
         config.batch_size,
         config.loop.seed,
         config.group_size,
+        tokenizer.eos_token_id,
     )
     on_log = None
     if val is not None and len(val) > 0:
