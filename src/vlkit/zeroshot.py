@@ -86,16 +86,11 @@ class TextEmbeddingCache:
     def put(self, key: str, value: torch.Tensor) -> None:
         self.memory[key] = value
         if self.folder is not None:
-            from safetensors.torch import save_file
+            from safetensors.torch import save
 
-            from vlkit.data.files import atomic_open
+            from vlkit.data.files import write_bytes_atomic
 
-            self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = self.folder / f".{key}.tmp"
-            save_file({"embeddings": value.contiguous()}, str(tmp))
-            with atomic_open(self.folder / f"{key}.safetensors") as handle:
-                handle.write(tmp.read_bytes())
-            tmp.unlink()
+            write_bytes_atomic(self.folder / f"{key}.safetensors", save({"embeddings": value.contiguous()}))
 
 
 _DEFAULT_CACHE = TextEmbeddingCache()

@@ -141,9 +141,9 @@ def test_prefix_is_put_before_candidates_and_references_and_can_be_turned_off(
     encoded: list[str] = []
     original = clip.encode_texts
 
-    def spy(texts, batch_size=256):
+    def spy(texts, batch_size=256, description="encode texts"):
         encoded.extend(texts)
-        return original(texts, batch_size)
+        return original(texts, batch_size, description)
 
     monkeypatch.setattr(clip, "encode_texts", spy)
     with_prefix = ref_clip_score(clip, images, captions, references)

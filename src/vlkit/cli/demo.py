@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vlkit.cli.zeroshot import run_zeroshot
-from vlkit.data.captions import load_caption_dataset
+from vlkit.data.captions import CaptionDataset, load_caption_dataset
 from vlkit.data.files import write_json_atomic
 from vlkit.data.shapes import ShapesConfig, generate_world, load_world_meta
 from vlkit.evaluate import EvaluationRequest, run_evaluation
@@ -86,13 +86,14 @@ def demo(
             f"held out: {', '.join(f'{c} {s}' for c, s in summary.heldout)}"
         )
     timings["world_s"] = time.perf_counter() - start
+    # Read (and checked) once, for the CLIP, the LM and the captioner.
+    train_set = load_caption_dataset(world / "train.json", world / "images")
+    val_set = load_caption_dataset(world / "val.json", world / "images")
 
     start = _stage("2. a CLIP trained from scratch")
     if (clip_dir / "model.safetensors").is_file():
         console.print(f"reusing {clip_dir}")
     else:
-        train_set = load_caption_dataset(world / "train.json", world / "images")
-        val_set = load_caption_dataset(world / "val.json", world / "images")
         train_clip(plan.clip, train_set, val_set, clip_dir, resume=True)
     timings["clip_train_s"] = time.perf_counter() - start
 
@@ -107,7 +108,7 @@ def demo(
         )
     timings["zeroshot_s"] = time.perf_counter() - start
 
-    captioning = _captioning_stages(plan, world, clip_dir, out, timings)
+    captioning = _captioning_stages(plan, world, train_set, val_set, clip_dir, out, timings)
     _print_summary(results)
     _print_caption_metrics(captioning["metrics"])
     write_json_atomic(
@@ -124,11 +125,17 @@ def demo(
     console.print(f"[green]done[/] in {sum(timings.values()):.0f} s; outputs in {out}")
 
 
-def _captioning_stages(plan: DemoPlan, world: Path, clip_dir: Path, out: Path, timings: dict) -> dict:
+def _captioning_stages(
+    plan: DemoPlan,
+    world: Path,
+    train_set: CaptionDataset,
+    val_set: CaptionDataset,
+    clip_dir: Path,
+    out: Path,
+    timings: dict,
+) -> dict:
     """The decoder LM, the cross-attention captioner on the CLIP's frozen vision tower, and its evaluation."""
     lm_dir, captioner_dir = out / "lm", out / "captioner"
-    train_set = load_caption_dataset(world / "train.json", world / "images")
-    val_set = load_caption_dataset(world / "val.json", world / "images")
 
     start = _stage("4. a GPT-2 trained on the captions alone")
     if (lm_dir / "model.safetensors").is_file():

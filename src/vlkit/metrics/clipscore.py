@@ -80,7 +80,7 @@ def clip_score(
     """
     _check_inputs(images, captions)
     image_embeddings = encode_images_batched(clip, images, batch_size)
-    caption_embeddings = encode_texts_batched(clip, add_prefix(captions, prefix), batch_size)
+    caption_embeddings = _encode_texts(clip, add_prefix(captions, prefix), batch_size)
     per_image = image_text_scores(image_embeddings, caption_embeddings, weight)
     return ClipScoreResult(float(per_image.mean()), per_image.tolist())
 
@@ -106,9 +106,9 @@ def ref_clip_score(
         if isinstance(refs, str) or not refs:
             raise VlkitError(f"ref_clip_score: references[{index}] must be a non-empty list of captions")
     image_embeddings = encode_images_batched(clip, images, batch_size)
-    caption_embeddings = encode_texts_batched(clip, add_prefix(captions, prefix), batch_size)
+    caption_embeddings = _encode_texts(clip, add_prefix(captions, prefix), batch_size)
     flat_references = [ref for refs in references for ref in refs]
-    reference_embeddings = encode_texts_batched(clip, add_prefix(flat_references, prefix), batch_size)
+    reference_embeddings = _encode_texts(clip, add_prefix(flat_references, prefix), batch_size)
     per_image_clip = image_text_scores(image_embeddings, caption_embeddings, weight)
     text_side = best_reference_similarity(
         caption_embeddings, reference_embeddings, [len(refs) for refs in references]
@@ -165,16 +165,9 @@ def encode_images_batched(clip: Clip, images: Sequence[Image.Image], batch_size:
     return torch.cat(chunks)
 
 
-@torch.inference_mode()
-def encode_texts_batched(clip: Clip, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-    """(N, D) unit vectors of `texts`, encoded `batch_size` at a time."""
+def _encode_texts(clip: Clip, texts: Sequence[str], batch_size: int) -> torch.Tensor:
     _check_batch_size(batch_size)
-    starts = range(0, len(texts), batch_size)
-    chunks = [
-        clip.encode_texts(list(texts[start : start + batch_size]), batch_size=batch_size).cpu()
-        for start in track(starts, "CLIPScore: texts", total=len(starts))
-    ]
-    return torch.cat(chunks)
+    return clip.encode_texts(list(texts), batch_size, "CLIPScore: texts").cpu()
 
 
 def _check_inputs(images: Sequence[Image.Image], captions: Sequence[str]) -> None:

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from vlkit.errors import VlkitError
+from vlkit.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,12 @@ class Clip:
         return torch.nn.functional.normalize(features.float(), dim=-1)
 
     @torch.inference_mode()
-    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-        """N texts -> (N, D) unit vectors, in batches."""
-        chunks = [self._text_features(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+    def encode_texts(
+        self, texts: Sequence[str], batch_size: int = 256, description: str = "encode texts"
+    ) -> torch.Tensor:
+        """N texts -> (N, D) unit vectors, in batches (with a progress bar named `description`)."""
+        starts = range(0, len(texts), batch_size)
+        chunks = [self._text_features(texts[i : i + batch_size]) for i in track(starts, description)]
         return torch.nn.functional.normalize(torch.cat(chunks).float(), dim=-1)
 
 
