@@ -19,6 +19,7 @@ hold both. Gradient checkpointing drops the decoder's cache and must stay off wi
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,8 +51,12 @@ class PrefixConfig:
 class DecoderPrefix(torch.nn.Module):
     """peft's `PrefixEncoder` and the pre-hook putting its key/value pairs in front of the decoder's cache."""
 
-    def __init__(self, peft_config: PrefixTuningConfig):
+    def __init__(self, peft_config: PrefixTuningConfig, cache_argument: str = "past_key_values"):
         super().__init__()
+        # The decoder's name for its cache: `cache` from transformers 5.24 (which ignores a `past_key_values`
+        # passed beside it), `past_key_values` before.
+        self.cache_argument = cache_argument
+        self.old_cache_argument = "past_key_values" if cache_argument == "cache" else "cache"
         self.encoder = PrefixEncoder(peft_config)
         self.layers = peft_config.num_layers
         self.heads = peft_config.num_attention_heads
@@ -71,7 +76,9 @@ class DecoderPrefix(torch.nn.Module):
         if tokens is None:
             tokens = kwargs["inputs_embeds"]
         batch = tokens.shape[0]
-        cache = kwargs.get("past_key_values")
+        cache = kwargs.get(self.cache_argument)
+        if cache is None:
+            cache = kwargs.pop(self.old_cache_argument, None)
         if cache is None:
             cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         if not isinstance(cache, EncoderDecoderCache):
@@ -81,7 +88,7 @@ class DecoderPrefix(torch.nn.Module):
         if cache.self_attention_cache.get_seq_length() == 0:
             for layer, (keys, values) in enumerate(self.key_values(batch)):
                 cache.self_attention_cache.update(keys, values, layer)
-        kwargs["past_key_values"] = cache
+        kwargs[self.cache_argument] = cache
         mask = kwargs.get("attention_mask")
         if mask is not None and mask.ndim == 2:
             # A mask over the caption alone gets ones for the prefix in front, as peft does.
@@ -105,7 +112,8 @@ def apply(model: VisionEncoderDecoderModel, config: PrefixConfig) -> VisionEncod
         prefix_projection=config.prefix_projection,
         encoder_hidden_size=config.projection_width or decoder_config.n_embd,
     )
-    prefix = DecoderPrefix(peft_config)
+    accepts = inspect.signature(type(model.decoder).forward).parameters
+    prefix = DecoderPrefix(peft_config, "cache" if "cache" in accepts else "past_key_values")
     model.decoder.prefix = prefix  # a submodule, so its weights are saved and loaded with the captioner's
     # A bound method of a submodule: a deep copy of the model gets a hook bound to its own copy of the prefix.
     model.decoder.register_forward_pre_hook(prefix.inject, with_kwargs=True)
