@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from vlkit.data.captions import MAX_CAPTION_WORDS, load_caption_dataset
@@ -56,7 +58,10 @@ def test_loads_images_in_file_order_with_captions_in_annotation_order(
     assert dataset.images[0].extra == {"objects": [{"shape": "circle"}], "mask_file": "m1.png"}
     assert dataset.images[1].extra == {}
     assert dataset.all_captions() == [
-        "A red circle on the left.", "One red circle.", "A blue square.", "A green triangle."
+        "A red circle on the left.",
+        "One red circle.",
+        "A blue square.",
+        "A green triangle.",
     ]
     assert dataset.stem_to_image()["000003"].captions == ["A green triangle."]
     assert dataset.image_paths() == [image_root / f"00000{n}.png" for n in (1, 2, 3)]
@@ -273,7 +278,7 @@ def test_each_schema_error_names_the_file_and_entry(tmp_path: Path, image_root: 
     message = str(raised.value)
     assert message.startswith(f"{path}: "), message
     assert "\n" not in message
-    assert re.match(expected, message[len(f"{path}: "):]), message
+    assert re.match(expected, message[len(f"{path}: ") :]), message
 
 
 def test_a_caption_at_the_word_limit_is_fine(tmp_path: Path, image_root: Path) -> None:
@@ -354,3 +359,81 @@ def test_cli_inspect_of_annotations_needs_images_option(
     assert code == 2 and "needs --images" in err and "train.json" in err
     code, _, err = run_cli(["data", "inspect", str(tmp_path / "absent.json")], capsys)
     assert code == 2 and "absent.json: not found" in err
+
+
+# Random JSON for the loader: arbitrary values, and objects shaped like the COCO layout with random fields, so
+# that the search reaches past the first type check into the per-entry checks.
+_SCALARS = st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=True) | st.text(max_size=12)
+_ANY_JSON = st.recursive(
+    _SCALARS,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+_FILE_NAMES = st.sampled_from(
+    ["000001.png", "000002.png", "missing.png", "../escape.png", "", ".", "a/b.png"]
+)
+_IMAGE = st.one_of(
+    st.fixed_dictionaries({"id": st.integers(0, 3), "file_name": _FILE_NAMES}),  # well formed
+    st.fixed_dictionaries({}, optional={"id": _ANY_JSON, "file_name": _FILE_NAMES | _ANY_JSON}),
+    _ANY_JSON,
+)
+_ANNOTATION = st.one_of(
+    st.fixed_dictionaries(
+        {"id": st.integers(0, 5), "image_id": st.integers(0, 3), "caption": st.text(max_size=30)}
+    ),
+    st.fixed_dictionaries(
+        {}, optional={"id": _ANY_JSON, "image_id": st.integers(0, 3) | _ANY_JSON, "caption": _ANY_JSON}
+    ),
+    _ANY_JSON,
+)
+_COCO_LIKE = st.one_of(
+    st.fixed_dictionaries(
+        {"images": st.lists(_IMAGE, min_size=1, max_size=4), "annotations": st.lists(_ANNOTATION, max_size=6)}
+    ),
+    st.fixed_dictionaries({}, optional={"images": st.lists(_IMAGE) | _ANY_JSON, "annotations": _ANY_JSON}),
+    st.fixed_dictionaries(  # valid images; captions random in content and in which images they cover
+        {
+            "images": st.sampled_from(
+                [
+                    [{"id": 1, "file_name": "000001.png"}],
+                    [{"id": 1, "file_name": "000001.png"}, {"id": 2, "file_name": "a/b.png"}],
+                ]
+            ),
+            "annotations": st.lists(
+                st.tuples(st.sampled_from([1, 1, 2, 3]), st.text(min_size=1, max_size=30)),
+                min_size=1,
+                max_size=4,
+            ).map(
+                lambda pairs: [
+                    {"id": index, "image_id": image_id, "caption": caption}
+                    for index, (image_id, caption) in enumerate(pairs)
+                ]
+            ),
+        }
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(_COCO_LIKE, _ANY_JSON))
+def test_random_json_gives_a_clear_error_or_a_valid_dataset(tmp_path_factory, data):
+    root = tmp_path_factory.mktemp("random-json")
+    for name in ("000001.png", "000002.png"):
+        (root / name).write_bytes(b"")  # file existence is checked, contents are not
+    (root / "a").mkdir()
+    (root / "a" / "b.png").write_bytes(b"")
+    path = root / "ann.json"
+    path.write_text(json.dumps(data))
+    try:
+        dataset = load_caption_dataset(path, root)
+    except VlkitError as error:
+        message = str(error)
+        assert message.startswith(str(root)) and "\n" not in message, message
+        return
+    # Accepted: every image is a file inside the root with at least one non-empty string caption.
+    assert dataset.images
+    for image in dataset.images:
+        assert image.path.is_file() and image.path.resolve().is_relative_to(root.resolve())
+        assert image.captions and all(isinstance(c, str) and c.strip() for c in image.captions)

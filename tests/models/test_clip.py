@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import sys
 
 import pytest
@@ -74,7 +75,7 @@ def test_model_folder_without_weights_is_one_clear_error(tmp_path, tiny_clip_dir
 
 
 def test_unknown_model_offline_says_how_to_get_it(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # read once, at import
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(
         VlkitError, match=r"cannot load model 'nobody/no-such-clip'.*hf download nobody/no-such-clip"
@@ -99,3 +100,43 @@ def test_open_clip_models_load_behind_the_same_interface():
     assert torch.allclose(clip.encode_images(pixels).norm(dim=-1), torch.ones(1), atol=1e-5)
     assert clip.encode_texts(["a photo of a dog", "a cat"]).shape == (2, 512)
     assert clip.logit_scale == pytest.approx(1 / 0.07, rel=1e-3)
+
+
+class _Payload:
+    """Unpickling this runs code: what a hostile pytorch_model.bin can carry."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def _pickled_copy(source, folder, state):
+    shutil.copytree(source, folder)
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    return folder
+
+
+def test_pickled_weights_need_allow_pickle_and_then_load_as_tensors_only(tiny_clip_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from vlkit.models.clip import set_allow_pickle
+
+    state = load_file(str(tiny_clip_dir / "model.safetensors"))
+    benign = _pickled_copy(tiny_clip_dir, tmp_path / "benign", state)
+    marker = tmp_path / "pwned"
+    hostile = _pickled_copy(tiny_clip_dir, tmp_path / "hostile", {**state, "extra": _Payload(marker)})
+    with pytest.raises(VlkitError, match="--allow-pickle"):
+        load_clip(str(benign))
+    set_allow_pickle(True)
+    try:
+        texts = ["a red circle", "two blue stars"]
+        expected = load_clip(str(tiny_clip_dir)).encode_texts(texts)
+        assert torch.equal(load_clip(str(benign)).encode_texts(texts), expected)
+        with pytest.raises(VlkitError, match="cannot load a CLIP from this folder"):
+            load_clip(str(hostile))  # torch.load(weights_only=True) refuses the object
+        assert not marker.exists()
+    finally:
+        set_allow_pickle(False)

@@ -252,3 +252,33 @@ def test_help_of_the_caption_and_lm_commands(path, capsys, monkeypatch):
         "lm train": ["--data", "--steps", "--seed", "--resume"],
     }[" ".join(path)]
     assert all(text in out for text in expected), [text for text in expected if text not in out]
+
+
+def test_same_seed_gives_identical_weights_captions_and_metrics(parts, datasets, shapes_world, tmp_path):
+    """Two runs from the same seed and inputs: the same tensors bit for bit, captions and scores."""
+    from vlkit.data.files import write_json_atomic
+    from vlkit.evaluate import EvaluationRequest, run_evaluation
+    from vlkit.generate import predict_captions
+
+    outcomes = []
+    for run in ("a", "b"):
+        folder = tmp_path / run
+        train_captioner(_config(parts, "lora", steps=8), datasets[0], None, folder)
+        captions = predict_captions(load_captioner(folder), datasets[1].image_paths())
+        write_json_atomic(folder / "pred.json", captions)
+        request = EvaluationRequest(
+            predictions=folder / "pred.json",
+            annotations=shapes_world / "val.json",
+            images=shapes_world / "images",
+            out=folder / "eval",
+            metrics=("cider", "bleu", "chair"),
+            allow_empty=True,
+        )
+        metrics = run_evaluation(request)["metrics"]
+        outcomes.append((load_file(folder / "model.safetensors"), captions, metrics))
+    (weights_a, captions_a, metrics_a), (weights_b, captions_b, metrics_b) = outcomes
+    assert weights_a.keys() == weights_b.keys()
+    assert all(torch.equal(weights_a[name], weights_b[name]) for name in weights_a)
+    assert captions_a == captions_b
+    assert json.dumps(metrics_a, sort_keys=True) == json.dumps(metrics_b, sort_keys=True)
+    assert metrics_a["cider"]["value"] is not None

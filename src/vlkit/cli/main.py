@@ -20,6 +20,7 @@ from vlkit.cli import data as data_cli
 from vlkit.cli import demo as demo_cli
 from vlkit.cli import evaluate as evaluate_cli
 from vlkit.cli import lm as lm_cli
+from vlkit.cli import report as report_cli
 from vlkit.cli import zeroshot as zeroshot_cli
 from vlkit.errors import VlkitError
 
@@ -39,6 +40,7 @@ app.add_typer(caption_cli.app, name="caption")
 app.command(name="zeroshot")(zeroshot_cli.zeroshot)
 app.command(name="demo")(demo_cli.demo)
 app.command(name="evaluate")(evaluate_cli.evaluate)
+app.command(name="report")(report_cli.report)
 
 _state = {"debug": False}
 err_console = Console(stderr=True)

@@ -102,7 +102,8 @@ def read_class_names(source: Sequence[str] | str | os.PathLike[str]) -> list[str
 def validate_class_names(
     names: Sequence[Any], source: str, entry_names: Sequence[str] | None = None
 ) -> list[str]:
-    """Check names are non-empty strings, unique and brace-free; `entry_names[i]` says where name i is."""
+    """Check names are non-empty unique strings; `entry_names[i]` says where name i is. Braces are fine:
+    templates are filled by plain replacement, not str.format."""
     where = list(entry_names) if entry_names is not None else [f"class_names[{i}]" for i in range(len(names))]
     if not names:
         raise VlkitError(f"{source}: no class names")
@@ -114,11 +115,6 @@ def validate_class_names(
             )
         if not name.strip():
             raise VlkitError(f"{source}: {where[index]}: empty class name")
-        if "{" in name or "}" in name:
-            raise VlkitError(
-                f"{source}: {where[index]}: class name {name!r} contains '{{' or '}}', "
-                "which would break prompt templates"
-            )
         if name in first_index:
             raise VlkitError(
                 f"{source}: {where[index]}: duplicate class name {name!r} (also {where[first_index[name]]})"

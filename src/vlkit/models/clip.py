@@ -8,6 +8,7 @@ operations the rest of vlkit uses, picks device and precision, and turns loading
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,10 +146,27 @@ def load_clip(spec: ClipSpec | str) -> Clip:
     return _load_hf_clip(spec.name, device, dtype)
 
 
+_PICKLE = {"allowed": False}
+PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def set_allow_pickle(allowed: bool) -> None:
+    """`vlkit --allow-pickle`: also load pickled weights (pytorch_model.bin), through transformers, which
+    unpickles them with torch.load(weights_only=True): tensors and plain containers only, never code."""
+    _PICKLE["allowed"] = allowed
+
+
+def use_safetensors() -> bool | None:
+    """The `use_safetensors` argument of every from_pretrained call: True (safetensors only) unless pickles
+    are allowed, then None (transformers' choice: safetensors first, else the weights_only unpickler)."""
+    return None if _PICKLE["allowed"] else True
+
+
 def check_local_model_folder(
     name: str, weights=("model.safetensors", "model.safetensors.index.json")
 ) -> None:
-    """A name that is an existing folder must hold a config and safetensors weights (never a pickle)."""
+    """A name that is an existing folder must hold a config and safetensors weights (a pickle only with
+    --allow-pickle)."""
     path = Path(name)
     if not path.is_dir():
         if path.exists():
@@ -157,8 +175,15 @@ def check_local_model_folder(
     if not (path / "config.json").is_file():
         raise VlkitError(f"{name}: model folder has no config.json")
     if not any((path / w).is_file() for w in weights):
+        if _PICKLE["allowed"] and any((path / w).is_file() for w in PICKLED_WEIGHTS):
+            log.warning("%s: loading pickled weights (--allow-pickle: torch.load, weights_only=True)", name)
+            return
         pickles = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
-        hint = f" (found {', '.join(pickles)}: pickled weights are not loaded)" if pickles else ""
+        hint = (
+            f" (found {', '.join(pickles)}: pickled weights load only with `vlkit --allow-pickle`)"
+            if pickles
+            else ""
+        )
         raise VlkitError(f"{name}: model folder has no model.safetensors{hint}")
 
 
@@ -175,10 +200,10 @@ def _load_hf_clip(name: str, device: torch.device, dtype: torch.dtype) -> HFClip
 
     check_local_model_folder(name)
     try:
-        model = CLIPModel.from_pretrained(name, dtype=dtype, use_safetensors=True)
+        model = CLIPModel.from_pretrained(name, dtype=dtype, use_safetensors=use_safetensors())
         tokenizer = AutoTokenizer.from_pretrained(name)
         image_processor = AutoImageProcessor.from_pretrained(name, backend="pil")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, pickle.UnpicklingError) as exc:
         if Path(name).is_dir():
             raise VlkitError(f"{name}: cannot load a CLIP from this folder ({exc})".splitlines()[0]) from exc
         raise offline_hint(name, exc) from exc

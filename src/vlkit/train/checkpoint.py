@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,15 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], rest: dict[str, Any])
     return {"state": state, "param_groups": groups}
 
 
+def _fault_pause() -> None:
+    """Fault injection for the crash tests: with VLKIT_FAULT_PAUSE_IN_CHECKPOINT=SECONDS set, stop half way
+    through writing each checkpoint (its weights written, its manifest not), so that a test can kill the
+    process there. Unset, this does nothing."""
+    pause = os.environ.get("VLKIT_FAULT_PAUSE_IN_CHECKPOINT")
+    if pause:
+        time.sleep(float(pause))
+
+
 def save_checkpoint(folder: Path, state: TrainState, keep: int = 2) -> Path:
     """Write `folder/step-XXXXXXXXX/` atomically (temp folder, manifest last, rename); keep `keep`."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -85,6 +95,7 @@ def save_checkpoint(folder: Path, state: TrainState, keep: int = 2) -> Path:
     tmp.mkdir()
     model = {k: v.detach().contiguous().cpu() for k, v in state.model.items()}
     save_file(model, str(tmp / "model.safetensors"))
+    _fault_pause()
     opt_tensors, opt_rest = _flatten_optimizer(state.optimizer)
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
     meta = {"step": state.step, "optimizer": opt_rest, "scheduler": state.scheduler, "extra": state.extra}
