@@ -30,6 +30,10 @@ def set_enabled(enabled: bool) -> None:
     _enabled = enabled
 
 
+def is_enabled() -> bool:
+    return _enabled
+
+
 def make_progress() -> Progress:
     """A rich Progress with the columns vlkit uses everywhere; disabled when bars are off."""
     return Progress(

@@ -52,6 +52,14 @@ def test_quick_demo_runs_the_whole_path_and_reuses_finished_stages(tmp_path, cap
     main(["--quiet", "demo", "--out", str(out), "--quick"])
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["zeroshot"]) == {"seed", "imagenet80"}
+    baseline = summary["captioning"]["retrieval_baseline"]
+    assert baseline["cider"]["value"] >= 0.0 and "chair_i" in baseline
+    retrieved = json.loads((out / "captions" / "retrieval_predictions.json").read_text())
+    train = json.loads((out / "world" / "train.json").read_text())
+    references = {annotation["caption"] for annotation in train["annotations"]}
+    assert retrieved and set(retrieved.values()) <= references  # each one a training caption
+    assert all((out / "attention" / name).is_file() for name in ("grounding.json", "captions.json"))
+    assert '<section id="pairs">' in (out / "report" / "index.html").read_text()
     for name in ("seed", "imagenet80"):
         result = json.loads((out / "zeroshot" / f"{name}.json").read_text())
         assert 0.0 <= result["ensemble"]["top1"] <= 1.0

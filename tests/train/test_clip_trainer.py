@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -124,3 +125,78 @@ def test_clip_train_rejects_a_batch_of_one(shapes_world, tmp_path, capsys):
         )
     assert exit_info.value.code == 2
     assert "--batch-size: must be at least 2" in capsys.readouterr().err
+
+
+SHAPES = ["circle", "square", "triangle"]
+
+
+def test_a_swapped_caption_differs_in_exactly_one_group_word():
+    rng = np.random.default_rng(0)
+    caption = "a red circle to the left of a blue square."
+    for _ in range(50):
+        negative = clip_trainer.swap_one_word(caption, [SHAPES], rng)
+        before, after = caption.split(" "), negative.split(" ")
+        changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
+        assert len(changed) == 1
+        old, new = (word.strip(".") for word in changed[0])
+        assert old in SHAPES and new in SHAPES and old != new
+    assert clip_trainer.swap_one_word("a red star", [SHAPES], rng) is None
+    assert clip_trainer.swap_one_word("a circle", [["circle"]], rng) is None  # nothing to swap it for
+
+
+def test_hard_negatives_join_the_image_side_of_the_loss(datasets):
+    train, _ = datasets
+    negatives = clip_trainer.hard_negative_captions(train, [SHAPES], seed=0)
+    assert [len(n) for n in negatives] == [len(image.captions) for image in train.images]
+    model = clip_trainer.build_clip(TINY_CLIP, 1, 0, seed=0)
+    logit_scale = model.logit_scale.exp().item()
+    pixels = torch.randn(4, 3, 32, 32)
+    ids = torch.randint(2, 50, (8, 6))
+    loss = clip_trainer.contrastive_loss(model, {"pixel_values": pixels, "input_ids": ids})
+    with torch.no_grad():
+        image = torch.nn.functional.normalize(
+            model.get_image_features(pixel_values=pixels).pooler_output, dim=-1
+        )
+        text = torch.nn.functional.normalize(model.get_text_features(input_ids=ids).pooler_output, dim=-1)
+    logits = logit_scale * image @ text.T  # (4, 8): 4 true captions, then 4 hard negatives
+    target = torch.arange(4)
+    expected = (
+        torch.nn.functional.cross_entropy(logits, target)
+        + torch.nn.functional.cross_entropy(logits[:, :4].T, target)
+    ) / 2
+    torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_training_with_hard_negatives_runs_and_records_them(datasets, tmp_path):
+    train, val = datasets
+    config = _config(steps=4)
+    config.swap_groups = [SHAPES]
+    out = train_clip(config, train, val, tmp_path / "neg")
+    assert json.loads((out / "vlkit_train_config.json").read_text())["swap_groups"] == [SHAPES]
+    assert ClipTrainConfig.from_dict(
+        json.loads((out / "vlkit_train_config.json").read_text())
+    ).swap_groups == [SHAPES]
+
+
+def test_swapped_negatives_keep_to_the_training_texts_trigrams():
+    seen = clip_trainer.caption_trigrams(["a red square", "a blue circle", "a red star"])
+    rng = np.random.default_rng(0)
+    # "a red circle" never occurs in training (a held-out pair): it must not be made as a negative
+    made = {
+        clip_trainer.swap_one_word("a red square", [["square", "circle", "star"]], rng, seen)
+        for _ in range(30)
+    }
+    assert made == {"a red star"}
+    assert clip_trainer.swap_one_word("a red square", [["square", "circle"]], rng, seen) is None
+
+
+def test_clip_train_takes_swap_groups_and_rejects_a_group_of_one(shapes_world, tmp_path, capsys):
+    out = tmp_path / "swap"
+    main(["--quiet", "clip", "train", "--data", str(shapes_world), "--out", str(out), "--steps", "2",
+          "--batch-size", "8", "--swap-group", "circle,square,star"])  # fmt: skip
+    assert json.loads((out / "vlkit_train_config.json").read_text())["swap_groups"] == [
+        ["circle", "square", "star"]
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["clip", "train", "--data", str(shapes_world), "--out", str(out), "--swap-group", "circle"])
+    assert exit_info.value.code == 2 and "--swap-group" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from vlkit.data.files import write_json_atomic
 from vlkit.errors import VlkitError
 from vlkit.generate import DecodingConfig, predict_captions
 from vlkit.models.captioner import load_captioner
-from vlkit.models.clip import resolve_device
+from vlkit.models.clip import resolve_device, resolve_precision
 from vlkit.models.tuning import TUNING_METHODS, tuning_method
 from vlkit.models.tuning.base import option_help
 from vlkit.train.caption_trainer import CaptionTrainConfig, train_captioner
@@ -133,13 +133,16 @@ def predict(
     length_penalty: float = typer.Option(1.0, "--length-penalty", help="Beam score = logp / length ** X."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per generate call."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    precision: str = typer.Option(
+        "fp32", "--precision", help="fp32, bf16 or fp16 weights (bf16: faster where the hardware has it)."
+    ),
 ) -> None:
     """Caption every image of a folder (greedy or beam search) into a DLCV-style predictions JSON."""
     decoding = DecodingConfig(
         num_beams=beams, max_new_tokens=max_length, length_penalty=length_penalty, batch_size=batch_size
     )
     paths = _image_files(images)
-    captioner = load_captioner(model, resolve_device(device))
+    captioner = load_captioner(model, resolve_device(device), resolve_precision(precision))
     predictions = predict_captions(captioner, paths, decoding)
     write_json_atomic(out, predictions)
     console.print(f"[green]wrote[/] {len(predictions)} captions to {out}")
@@ -160,3 +163,148 @@ def _image_files(folder: Path) -> list[Path]:
             )
         stems[path.stem] = path
     return paths
+
+
+@app.command("sweep")
+def sweep(
+    out: Path = typer.Option(..., "--out", help="SWEEP.json to write; SWEEP.md and SWEEP.png go beside it."),
+    data: Path = typer.Option(
+        None,
+        "--data",
+        help="Folder with train.json, val.json and images/ (COCO caption layout) [the embedded default].",
+    ),
+    encoder: str = typer.Option(None, "--encoder", help="Vision encoder: hub id or folder [embedded CLIP]."),
+    decoder: str = typer.Option(
+        None, "--decoder", help="GPT-2-family decoder: hub id or folder [embedded LM]."
+    ),
+    clip_model: str = typer.Option(
+        None,
+        "--clip-model",
+        help="CLIP for CLIPScore and the retrieval baseline [the encoder when --encoder is not given].",
+    ),
+    methods: str = typer.Option(
+        ",".join(TUNING_METHODS), "--methods", help="Comma-separated tuning methods to compare."
+    ),
+    steps: int = typer.Option(600, "--steps", help="Optimizer steps, the same for every method."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images (one caption each) per step."),
+    learning_rate: float = typer.Option(1e-3, "--learning-rate", help="Peak learning rate of every method."),
+    val_limit: int = typer.Option(200, "--val-limit", help="Validation images scored (0: all)."),
+    work_dir: Path = typer.Option(
+        None, "--work-dir", help="Folder for the trained models and their outputs [OUT without .json]."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data order and of every new weight."),
+    quick: bool = typer.Option(
+        False, "--quick", help="A tiny embedded default: checks the path, not quality."
+    ),
+) -> None:
+    """Train every tuning method with the same budget and compare them in one table (with no data
+    arguments, on the embedded default: it builds the world, CLIP and LM it needs)."""
+    from vlkit.embedded import embedded_plan, ensure_clip, ensure_lm, ensure_world
+    from vlkit.sweep import SweepConfig, check_methods, run_sweep, sweep_markdown
+
+    for name, value in (("steps", steps), ("batch-size", batch_size), ("learning-rate", learning_rate)):
+        if value <= 0:
+            raise VlkitError(f"--{name}: must be positive, got {value}")
+    if val_limit < 0:
+        raise VlkitError(f"--val-limit: must be 0 (all) or positive, got {val_limit}")
+    if out.suffix != ".json":
+        raise VlkitError(f"--out {out}: must name a .json file")
+    chosen = check_methods([m.strip() for m in methods.split(",") if m.strip()])
+    work = work_dir or out.with_suffix("")
+    if data is None:
+        if encoder or decoder:
+            raise VlkitError(
+                "--encoder/--decoder need --data (without it the sweep builds the embedded default)"
+            )
+        plan = embedded_plan(seed, quick)
+        console.print(f"embedded default under {work}: world, CLIP and LM (reused when already there)")
+        train_set, val_set = ensure_world(plan.world, work / "world")
+        ensure_clip(plan.clip, train_set, val_set, work / "clip")
+        ensure_lm(plan.lm, train_set, val_set, work / "lm")
+        encoder, decoder = str(work / "clip"), str(work / "lm")
+        clip_model = clip_model or encoder
+        if quick:
+            steps, batch_size = min(steps, 4), min(batch_size, 16)
+    else:
+        if not encoder or not decoder:
+            raise VlkitError("--data needs --encoder and --decoder")
+        for name in ("train.json", "val.json"):
+            if not (data / name).is_file():
+                raise VlkitError(
+                    f"--data {data}: {name} not found (the sweep scores every method on val.json)"
+                )
+        train_set = load_caption_dataset(data / "train.json", data / "images")
+        val_set = load_caption_dataset(data / "val.json", data / "images")
+    config = SweepConfig(
+        encoder=encoder,
+        decoder=decoder,
+        methods=chosen,
+        steps=steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_steps=min(50, max(1, steps // 10)),
+        seed=seed,
+        val_limit=val_limit or None,
+        clip_model=clip_model,
+    )
+    report = run_sweep(config, train_set, val_set, out, work / "runs")
+    console.print(sweep_markdown(report))
+    console.print(f"[green]wrote[/] {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}")
+
+
+@app.command("attend")
+def attend(
+    model: Path = typer.Option(..., "--model", help="Captioner folder written by `vlkit caption train`."),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder for figures/, maps/ (.npy), captions.json and grounding.json."
+    ),
+    images: Path = typer.Option(None, "--images", help="Folder of images to caption (not recursive)."),
+    annotations: Path = typer.Option(
+        None,
+        "--annotations",
+        help="Shapes-world annotation file (objects and masks): caption its images and measure grounding.",
+    ),
+    image_root: Path = typer.Option(
+        None, "--image-root", help="Root of the annotation file's images [its folder/images]."
+    ),
+    heads: str = typer.Option("mean", "--heads", help="Reduce the heads by: mean or max."),
+    layers: str = typer.Option(
+        "mean", "--layers", help="Reduce the layers by: mean, rollout (product), last, or a layer index."
+    ),
+    figures: int = typer.Option(16, "--figures", help="Draw figures for the first N images."),
+    beams: int = typer.Option(1, "--beams", help="Beam width; 1 is greedy search."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Images per generate call."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+) -> None:
+    """For every generated word, where the decoder looked: figures, raw maps and (on the shapes world)
+    the pointing game against the centre and random baselines."""
+    from vlkit.attend import AttendRequest, run_attend
+    from vlkit.attention import Aggregation
+
+    if (images is None) == (annotations is None):
+        raise VlkitError("give exactly one of --images (a folder) and --annotations (a shapes-world file)")
+    if figures < 0:
+        raise VlkitError(f"--figures: must be 0 or more, got {figures}")
+    request = AttendRequest(
+        out=out,
+        images=_image_files(images) if images is not None else [],
+        annotations=annotations,
+        image_root=image_root,
+        aggregation=Aggregation.parse(heads, layers),
+        figures=figures,
+        decoding=DecodingConfig(num_beams=beams, batch_size=batch_size),
+    )
+    captioner = load_captioner(model, resolve_device(device))
+    report = run_attend(captioner, request)
+    console.print(f"[green]wrote[/] {report['n_images']} captions with their maps to {out}")
+    if "grounding" in report:
+        grounding = report["grounding"]
+        best = max(grounding["aggregations"], key=lambda a: a["pointing_game"] or 0.0)
+        base = grounding["baselines"]
+        if not best["n_words"]:
+            console.print("grounding: no generated word names an object of its image")
+            return
+        console.print(
+            f"pointing game: best {best['name']} {best['pointing_game']:.1%} over {best['n_words']} words; "
+            f"centre baseline {base['center']:.1%}, random {base['random']:.1%}  ({out / 'grounding.json'})"
+        )

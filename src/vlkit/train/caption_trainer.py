@@ -108,6 +108,7 @@ class CaptionTrainResult:
     best_cider: float | None = None
     best_step: int | None = None
     feature_cache: Path | None = None
+    step_seconds: float = float("nan")
 
 
 @dataclass
@@ -255,6 +256,7 @@ def train_captioner(
         parameters=count,
         final_loss=result.final_loss,
         feature_cache=train_cache.folder if train_cache else None,
+        step_seconds=result.step_seconds,
     )
     if validator is not None and validator.best_step is not None:
         outcome.best_dir, outcome.best_cider = out_dir / BEST_DIR, validator.best
@@ -281,6 +283,7 @@ def _result_json(outcome: CaptionTrainResult, steps: int) -> dict[str, Any]:
         "trainable_share": outcome.parameters.share,
         "best_val_cider_d": outcome.best_cider,
         "best_step": outcome.best_step,
+        "step_seconds": outcome.step_seconds if outcome.step_seconds == outcome.step_seconds else None,
     }
 
 

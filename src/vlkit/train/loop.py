@@ -59,6 +59,7 @@ class LoopResult:
     final_loss: float
     seconds: float
     resumed_from: int
+    step_seconds: float = float("nan")  # mean time of one optimizer step (batch, forward, backward, update)
 
 
 def resolve_mixed_precision(choice: str) -> str:
@@ -128,11 +129,12 @@ def run_training(
             _truncate_log(log_path, start)
     elif accelerator.is_main_process and log_path.exists():
         log_path.unlink()
-    t0, loss_value = time.perf_counter(), float("nan")
+    t0, loss_value, in_steps = time.perf_counter(), float("nan"), 0.0
     model.train()
     with progress.make_progress() as bar:
         task = bar.add_task("train", total=config.steps, completed=start, status="")
         for step in range(start, config.steps):
+            step_start = time.perf_counter()
             torch.manual_seed(_step_seed(config.seed, step, accelerator.process_index))
             batch = {k: v.to(accelerator.device) for k, v in batch_for_step(step).items()}
             with accelerator.autocast():
@@ -149,6 +151,7 @@ def run_training(
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            in_steps += time.perf_counter() - step_start
             done = step + 1
             bar.update(task, completed=done, status=f"loss {loss_value:.4f}")
             if done % config.log_every == 0 or done == config.steps or done in extra_log_steps:
@@ -165,7 +168,14 @@ def run_training(
             if done % config.checkpoint_every == 0 or done == config.steps:
                 _save(accelerator, model, optimizer, scheduler, ckpt_dir, done, config)
     accelerator.wait_for_everyone()
-    return LoopResult(done if config.steps > start else start, loss_value, time.perf_counter() - t0, start)
+    steps_run = max(0, config.steps - start)
+    return LoopResult(
+        done if config.steps > start else start,
+        loss_value,
+        time.perf_counter() - t0,
+        start,
+        in_steps / steps_run if steps_run else float("nan"),
+    )
 
 
 def _step_seed(seed: int, step: int, process: int) -> int:

@@ -1,0 +1,266 @@
+"""`vlkit caption sweep`: every tuning method trained with the same data, steps and batch, then one table.
+
+For each method: train (`vlkit.train.caption_trainer`), caption the validation images greedily with its best
+checkpoint, score CIDEr-D, CLIPScore and CHAIR-i (`vlkit.evaluate`); beside them the retrieval baseline
+(`vlkit.baselines`). The table is written as SWEEP.json, SWEEP.md and SWEEP.png.
+
+Each method trains in a child process of its own (multiprocessing, spawn) so that the peak memory reported is
+that method's alone: a process's peak resident set only ever grows, so methods trained one after another in
+one process would each report the largest peak so far. A method whose folder already holds a finished run of
+the same configuration is not trained again, so a sweep stopped half way continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import resource
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vlkit import progress
+from vlkit.data.captions import CaptionDataset, load_caption_dataset
+from vlkit.data.files import read_json, write_bytes_atomic, write_json_atomic, write_text_atomic
+from vlkit.errors import VlkitError
+from vlkit.models.tuning import TUNING_METHODS, tuning_method
+from vlkit.train.caption_trainer import BEST_DIR, RESULT_FILE, CaptionTrainConfig
+
+log = logging.getLogger(__name__)
+
+SWEEP_METRICS = ("cider", "clip_score", "chair")
+CHILD_RESULT = "vlkit_sweep_run.json"
+
+
+@dataclass
+class SweepConfig:
+    """What to sweep and with which budget: every method gets the same data, steps, batch and rate."""
+
+    encoder: str
+    decoder: str
+    methods: list[str] = field(default_factory=lambda: list(TUNING_METHODS))
+    steps: int = 600
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    warmup_steps: int = 50
+    seed: int = 0
+    val_limit: int | None = 200
+    clip_model: str | None = None  # CLIPScore's model and the retrieval baseline's (None: neither)
+    mixed_precision: str = "auto"
+
+    def train_config(self, method: str, cache_dir: Path) -> CaptionTrainConfig:
+        config = CaptionTrainConfig(
+            encoder=self.encoder,
+            decoder=self.decoder,
+            tuning=method,
+            tuning_config=dataclasses.asdict(tuning_method(method).default_config()),
+            batch_size=self.batch_size,
+            feature_cache_dir=str(cache_dir),
+            val_limit=self.val_limit,
+        )
+        loop = config.loop
+        loop.steps, loop.learning_rate, loop.warmup_steps = self.steps, self.learning_rate, self.warmup_steps
+        loop.checkpoint_every, loop.seed, loop.mixed_precision = self.steps, self.seed, self.mixed_precision
+        return config
+
+
+def check_methods(methods: list[str]) -> list[str]:
+    unknown = [m for m in methods if m not in TUNING_METHODS]
+    if unknown or not methods:
+        raise VlkitError(
+            f"--methods: unknown {', '.join(map(repr, unknown)) or 'empty list'}; "
+            f"choose from {', '.join(TUNING_METHODS)}"
+        )
+    return list(dict.fromkeys(methods))
+
+
+def _train_in_child(
+    config: dict[str, Any],
+    train_file: str,
+    train_root: str,
+    val_file: str | None,
+    val_root: str | None,
+    out_dir: str,
+    verbosity: int,
+    show_progress: bool,
+) -> None:
+    """The child process: train one method, then write its step time and its own peak memory."""
+    import torch
+
+    from vlkit.train.caption_trainer import train_captioner
+
+    logging.basicConfig(level=verbosity, format="%(message)s")
+    progress.set_enabled(show_progress)
+    train = load_caption_dataset(train_file, train_root)
+    val = load_caption_dataset(val_file, val_root) if val_file else None
+    result = train_captioner(CaptionTrainConfig.from_dict(config), train, val, Path(out_dir))
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    record = {
+        "config": config,
+        "trainable_params": result.parameters.trainable,
+        "total_params": result.parameters.total,
+        "trainable_share": result.parameters.share,
+        "step_time_s": result.step_seconds,
+        "peak_rss_mib": peak_kib / 1024,
+        "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
+        "best_val_cider_d": result.best_cider,
+    }
+    write_json_atomic(Path(out_dir) / CHILD_RESULT, record)
+
+
+def train_method(
+    config: CaptionTrainConfig, train: CaptionDataset, val: CaptionDataset | None, out_dir: Path
+) -> dict[str, Any]:
+    """Train one method in a spawned child (or reuse a finished run of the same config); its record."""
+    config_dict = dataclasses.asdict(config)
+    done = out_dir / CHILD_RESULT
+    if done.is_file() and (out_dir / RESULT_FILE).is_file():
+        record = read_json(done)
+        if record.get("config") == config_dict:
+            log.info("reusing %s", out_dir)
+            return record
+    context = multiprocessing.get_context("spawn")
+    child = context.Process(
+        target=_train_in_child,
+        args=(
+            config_dict,
+            str(train.annotations),
+            str(train.image_root),
+            str(val.annotations) if val is not None else None,
+            str(val.image_root) if val is not None else None,
+            str(out_dir),
+            logging.getLogger().getEffectiveLevel(),
+            progress.is_enabled(),
+        ),
+    )
+    child.start()
+    child.join()
+    if child.exitcode != 0 or not done.is_file():
+        raise VlkitError(
+            f"tuning {config.tuning}: training failed (exit code {child.exitcode}); its folder {out_dir} "
+            "keeps the checkpoints, run the sweep again to continue"
+        )
+    return read_json(done)
+
+
+def score_predictions(
+    predictions: Path, val: CaptionDataset, out: Path, clip, metrics: tuple[str, ...] = SWEEP_METRICS
+) -> dict[str, float | None]:
+    """CIDEr-D, CLIPScore, CHAIR-i of a predictions file (None where a metric cannot run on this data)."""
+    from vlkit.evaluate import EvaluationRequest, run_evaluation
+
+    asked = tuple(m for m in metrics if clip is not None or m not in ("clip_score", "ref_clip_score"))
+    request = EvaluationRequest(
+        predictions=predictions,
+        annotations=val.annotations,
+        images=val.image_root,
+        out=out,
+        metrics=asked,
+        allow_partial=True,
+        allow_empty=True,
+    )
+    found = run_evaluation(request, clip)["metrics"]
+    return {name: found.get(name, {}).get("value") for name in ("cider", "clip_score", "chair_i")}
+
+
+def run_sweep(
+    config: SweepConfig, train: CaptionDataset, val: CaptionDataset, out_json: Path, work_dir: Path
+) -> dict[str, Any]:
+    """Train, caption and score every method and the retrieval baseline; write the JSON, Markdown, PNG."""
+    from vlkit.baselines import retrieval_captions
+    from vlkit.generate import predict_captions
+    from vlkit.models.captioner import load_captioner
+    from vlkit.models.clip import load_clip
+
+    methods = check_methods(config.methods)
+    val_images = val.images[: config.val_limit] if config.val_limit else val.images
+    val_paths = [image.path for image in val_images]
+    clip = load_clip(config.clip_model) if config.clip_model else None
+    rows = []
+    for method in methods:
+        run_dir = work_dir / method
+        log.info("sweep: %s", method)
+        record = train_method(config.train_config(method, work_dir / "feature_cache"), train, val, run_dir)
+        best = run_dir / BEST_DIR if (run_dir / BEST_DIR / "config.json").is_file() else run_dir
+        predictions = run_dir / "val_predictions.json"
+        write_json_atomic(predictions, predict_captions(load_captioner(best), val_paths))
+        scores = score_predictions(predictions, val, run_dir / "evaluation", clip)
+        rows.append(
+            {
+                "tuning": method,
+                "cider": scores["cider"],
+                "clip_score": scores["clip_score"],
+                "chair_i": scores["chair_i"],
+                **{
+                    k: record[k]
+                    for k in ("trainable_params", "trainable_share", "step_time_s", "peak_rss_mib")
+                },
+                "peak_gpu_mib": record.get("peak_gpu_mib"),
+                "checkpoint": str(best),
+            }
+        )
+    baselines = {}
+    if clip is not None:
+        retrieval = work_dir / "retrieval" / "val_predictions.json"
+        write_json_atomic(retrieval, retrieval_captions(clip, train, val_paths))
+        scores = score_predictions(retrieval, val, retrieval.parent / "evaluation", clip)
+        baselines["retrieval"] = {
+            "cider": scores["cider"],
+            "clip_score": scores["clip_score"],
+            "chair_i": scores["chair_i"],
+        }
+    report = {
+        "methods": rows,
+        "baselines": baselines,
+        "budget": {
+            "steps": config.steps,
+            "batch_size": config.batch_size,
+            "learning_rate": config.learning_rate,
+            "seed": config.seed,
+        },
+        "encoder": config.encoder,
+        "decoder": config.decoder,
+        "clip_model": config.clip_model,
+        "n_val_images": len(val_paths),
+        "train": str(train.annotations),
+    }
+    write_json_atomic(out_json, report)
+    write_text_atomic(out_json.with_suffix(".md"), sweep_markdown(report))
+    from vlkit.viz.plots import sweep_chart
+
+    write_bytes_atomic(out_json.with_suffix(".png"), sweep_chart(rows, baselines.get("retrieval")))
+    return report
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "n/a" if value is None else format(value, pattern)
+
+
+def sweep_markdown(report: dict[str, Any]) -> str:
+    """The sweep as a Markdown table, methods in the given order, the baselines last."""
+    lines = [
+        "| tuning | CIDEr-D | CLIPScore | CHAIR-i | trainable params | share | step time (s) "
+        "| peak RSS (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["methods"]:
+        lines.append(
+            f"| {row['tuning']} | {_fmt(row['cider'], '.3f')} | {_fmt(row['clip_score'], '.3f')} | "
+            f"{_fmt(row['chair_i'], '.1%')} | {row['trainable_params']:,} | {row['trainable_share']:.2%} | "
+            f"{row['step_time_s']:.4f} | {row['peak_rss_mib']:.0f} |"
+        )
+    for name, row in report["baselines"].items():
+        lines.append(
+            f"| *{name} baseline* | {_fmt(row['cider'], '.3f')} | {_fmt(row['clip_score'], '.3f')} | "
+            f"{_fmt(row['chair_i'], '.1%')} | 0 | 0% | | |"
+        )
+    budget = report["budget"]
+    lines.append("")
+    lines.append(
+        f"Every method: {budget['steps']} steps of {budget['batch_size']} images, learning rate "
+        f"{budget['learning_rate']}, seed {budget['seed']}; scored on {report['n_val_images']} validation "
+        f"images (greedy captions of the best checkpoint). Encoder {report['encoder']}, decoder "
+        f"{report['decoder']}, CLIPScore model {report['clip_model']}."
+    )
+    return "\n".join(lines) + "\n"

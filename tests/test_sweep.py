@@ -1,0 +1,85 @@
+"""`vlkit caption sweep` and the retrieval baseline it compares against."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.models.tiny import save_tiny_clip
+from vlkit.baselines import retrieval_captions
+from vlkit.cli.main import main
+from vlkit.data.captions import load_caption_dataset
+from vlkit.models.clip import load_clip
+
+METHOD_KEYS = {"tuning", "cider", "clip_score", "chair_i", "trainable_params", "step_time_s", "peak_rss_mib"}
+
+
+def test_retrieval_gives_a_training_image_its_own_first_caption(shapes_world, tmp_path):
+    clip = load_clip(str(save_tiny_clip(tmp_path / "clip")))
+    train = load_caption_dataset(shapes_world / "train.json", shapes_world / "images")
+    queries = train.image_paths()[:12]
+    assert retrieval_captions(clip, train, queries) == {
+        path.stem: image.captions[0] for path, image in zip(queries, train.images, strict=False)
+    }
+
+
+def test_retrieval_picks_the_nearest_training_image(shapes_world, tmp_path):
+    clip = load_clip(str(save_tiny_clip(tmp_path / "clip")))
+    train = load_caption_dataset(shapes_world / "train.json", shapes_world / "images")
+    val = load_caption_dataset(shapes_world / "val.json", shapes_world / "images")
+    got = retrieval_captions(clip, train, val.image_paths()[:5])
+    bank = clip.encode_images(clip.preprocess([_read(p) for p in train.image_paths()]))
+    for path in val.image_paths()[:5]:
+        query = clip.encode_images(clip.preprocess([_read(path)]))
+        similarity = (query @ bank.T)[0]
+        chosen = [i for i, image in enumerate(train.images) if image.captions[0] == got[path.stem]]
+        assert max(float(similarity[i]) for i in chosen) == pytest.approx(float(similarity.max()), abs=1e-5)
+
+
+def _read(path: Path):
+    from vlkit.data.images import read_image
+
+    return read_image(path)
+
+
+def test_sweep_on_the_quick_embedded_default_writes_its_table_and_reuses_finished_runs(tmp_path):
+    out = tmp_path / "SWEEP.json"
+    argv = ["--quiet", "caption", "sweep", "--quick", "--methods", "cross-attn,lora", "--out", str(out)]
+    main(argv)
+    report = json.loads(out.read_text())
+    assert [row["tuning"] for row in report["methods"]] == ["cross-attn", "lora"]
+    for row in report["methods"]:
+        assert METHOD_KEYS <= row.keys()
+        assert row["trainable_params"] > 0 and row["step_time_s"] > 0 and row["peak_rss_mib"] > 100
+        assert row["cider"] is not None and row["clip_score"] is not None
+        # 4 steps teach the decoder little: its captions may mention no object, which leaves CHAIR-i undefined
+        assert row["chair_i"] is None or 0.0 <= row["chair_i"] <= 1.0
+    lora, cross = report["methods"][1], report["methods"][0]
+    assert lora["trainable_params"] > cross["trainable_params"]  # the same new weights plus LoRA's
+    assert set(report["baselines"]["retrieval"]) == {"cider", "clip_score", "chair_i"}
+    markdown = out.with_suffix(".md").read_text()
+    assert "| cross-attn |" in markdown and "| lora |" in markdown and "retrieval baseline" in markdown
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    record = tmp_path / "SWEEP" / "runs" / "lora" / "vlkit_sweep_run.json"
+    before = record.stat().st_mtime_ns
+    main(argv)
+    assert record.stat().st_mtime_ns == before  # the finished run was reused, not trained again
+    assert json.loads(out.read_text())["methods"] == report["methods"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--methods", "cross-attn,bogus"], "--methods: unknown 'bogus'"),
+        (["--steps", "0"], "--steps: must be positive"),
+        (["--encoder", "gpt2"], "--encoder/--decoder need --data"),
+    ],
+)
+def test_sweep_rejects_bad_options_in_one_line(tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["caption", "sweep", "--out", str(tmp_path / "s.json"), *extra])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
