@@ -49,9 +49,11 @@ def train(
         [], "--tuning-option", help=f"KEY=VALUE for the method's config, repeatable. {_OPTIONS_HELP}."
     ),
     train_images: Path = typer.Option(
-        None, "--train-images", help="Root of train.json's files [DATA/images]."
+        None, "--train-images", help="Root of train.json's files (default: DATA/images)."
     ),
-    val_images: Path = typer.Option(None, "--val-images", help="Root of val.json's files [DATA/images]."),
+    val_images: Path = typer.Option(
+        None, "--val-images", help="Root of val.json's files (default: DATA/images)."
+    ),
     steps: int = typer.Option(None, "--steps", help="Optimizer steps (default 1000 unless --epochs)."),
     epochs: int = typer.Option(None, "--epochs", help="Train for this many epochs (overrides --steps)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images (one caption each) per step."),
@@ -70,7 +72,7 @@ def train(
     feature_cache_dir: Path = typer.Option(
         None,
         "--feature-cache-dir",
-        help="Folder of feature caches, shareable between runs [OUT/feature_cache].",
+        help="Folder of feature caches, shareable between runs (default: OUT/feature_cache).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the new weights, the data order and dropout."),
     mixed_precision: str = typer.Option("auto", "--mixed-precision", help="no, bf16, fp16 or auto."),
@@ -129,7 +131,9 @@ def predict(
         ..., "--out", help='PRED.json to write: {"file name without extension": caption}.'
     ),
     beams: int = typer.Option(1, "--beams", help="Beam width; 1 is greedy search."),
-    max_length: int = typer.Option(None, "--max-length", help="Longest caption in tokens [training length]."),
+    max_length: int = typer.Option(
+        None, "--max-length", help="Longest caption in tokens (default: training length)."
+    ),
     length_penalty: float = typer.Option(1.0, "--length-penalty", help="Beam score = logp / length ** X."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per generate call."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
@@ -171,16 +175,18 @@ def sweep(
     data: Path = typer.Option(
         None,
         "--data",
-        help="Folder with train.json, val.json and images/ (COCO caption layout) [the embedded default].",
+        help="Folder with train.json, val.json and images/ (COCO layout; default: the embedded default).",
     ),
-    encoder: str = typer.Option(None, "--encoder", help="Vision encoder: hub id or folder [embedded CLIP]."),
+    encoder: str = typer.Option(
+        None, "--encoder", help="Vision encoder: hub id or folder (default: embedded CLIP)."
+    ),
     decoder: str = typer.Option(
-        None, "--decoder", help="GPT-2-family decoder: hub id or folder [embedded LM]."
+        None, "--decoder", help="GPT-2-family decoder: hub id or folder (default: embedded LM)."
     ),
     clip_model: str = typer.Option(
         None,
         "--clip-model",
-        help="CLIP for CLIPScore and the retrieval baseline [the encoder when --encoder is not given].",
+        help="CLIP for CLIPScore and the retrieval baseline (default: the embedded CLIP; none with --data).",
     ),
     methods: str = typer.Option(
         ",".join(TUNING_METHODS), "--methods", help="Comma-separated tuning methods to compare."
@@ -190,7 +196,9 @@ def sweep(
     learning_rate: float = typer.Option(1e-3, "--learning-rate", help="Peak learning rate of every method."),
     val_limit: int = typer.Option(200, "--val-limit", help="Validation images scored (0: all)."),
     work_dir: Path = typer.Option(
-        None, "--work-dir", help="Folder for the trained models and their outputs [OUT without .json]."
+        None,
+        "--work-dir",
+        help="Folder for the trained models and their outputs (default: OUT without .json).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the data order and of every new weight."),
     quick: bool = typer.Option(
@@ -265,7 +273,7 @@ def attend(
         help="Shapes-world annotation file (objects and masks): caption its images and measure grounding.",
     ),
     image_root: Path = typer.Option(
-        None, "--image-root", help="Root of the annotation file's images [its folder/images]."
+        None, "--image-root", help="Root of the annotation file's images (default: its folder/images)."
     ),
     heads: str = typer.Option("mean", "--heads", help="Reduce the heads by: mean or max."),
     layers: str = typer.Option(

@@ -14,8 +14,10 @@ console = Console()
 
 def report(
     run_dir: Path = typer.Argument(..., help="A run folder, e.g. the output of `vlkit demo`."),
-    out: Path = typer.Option(None, "--out", help="Report folder to write [RUN_DIR/report]."),
-    sweep: Path = typer.Option(None, "--sweep", help="A SWEEP.json to include [RUN_DIR/sweep/SWEEP.json]."),
+    out: Path = typer.Option(None, "--out", help="Report folder to write (default: RUN_DIR/report)."),
+    sweep: Path = typer.Option(
+        None, "--sweep", help="A SWEEP.json to include (default: RUN_DIR/sweep/SWEEP.json)."
+    ),
 ) -> None:
     """Write index.html and its images: data, zero-shot analysis, sweep, metrics, pairs, attention, config."""
     index = write_report(run_dir, out, sweep)
