@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from transformers import AutoTokenizer, GPT2LMHeadModel
 
 from tests.models.tiny import save_tiny_clip
@@ -87,3 +90,18 @@ def test_lm_train_without_data_exits_2_with_one_line(tmp_path, capsys):
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "train.json: file not found" in error
+
+
+_CAPTION_TOKENIZER = train_bpe_tokenizer(
+    ["a red circle left of a blue square", "two green stars"], 300, wrap_with_bos_eos=False
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60).filter(lambda t: "<|" not in t))
+def test_the_caption_tokenizer_round_trips_any_unicode_text(text):
+    # Byte-level BPE: no text is unknown, every id is in the vocabulary, and decoding gives back the text as
+    # the normalizer leaves it (NFKC, then lower case).
+    ids = _CAPTION_TOKENIZER(text)["input_ids"]
+    assert all(0 <= i < len(_CAPTION_TOKENIZER) for i in ids)
+    assert _CAPTION_TOKENIZER.decode(ids) == unicodedata.normalize("NFKC", text).lower()
