@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 
 from tests.models.tiny import save_tiny_clip
+from tests.models.tiny_captioner import save_tiny_parts
 from vlkit.baselines import retrieval_captions
 from vlkit.cli.main import main
 from vlkit.data.captions import load_caption_dataset
+from vlkit.errors import VlkitError
 from vlkit.models.clip import load_clip
+from vlkit.sweep import SweepConfig, train_method
 
 METHOD_KEYS = {"tuning", "cider", "clip_score", "chair_i", "trainable_params", "step_time_s", "peak_rss_mib"}
 
@@ -83,3 +86,29 @@ def test_sweep_rejects_bad_options_in_one_line(tmp_path, capsys, extra, message)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_every_method_keeps_the_caption_length_that_prefix_tuning_fits(tmp_path):
+    clip, _, gpt2 = save_tiny_parts(tmp_path)  # GPT-2 with 40 positions; prefix tuning reserves 10
+    with_prefix = SweepConfig(encoder=str(clip), decoder=str(gpt2), methods=["cross-attn", "prefix"])
+    tokens = with_prefix.caption_tokens()
+    assert tokens == 30
+    configs = [with_prefix.train_config(m, tmp_path / "cache", tokens) for m in with_prefix.methods]
+    assert [c.max_caption_tokens for c in configs] == [30, 30]
+    assert (
+        SweepConfig(encoder=str(clip), decoder=str(gpt2), methods=["cross-attn", "lora"]).caption_tokens()
+        == 32
+    )
+
+
+def test_a_method_that_fails_in_its_child_is_one_line_naming_it(shapes_world, tmp_path):
+    clip, _, gpt2 = save_tiny_parts(tmp_path)
+    sweep = SweepConfig(encoder=str(clip), decoder=str(gpt2), methods=["prefix"], steps=2, batch_size=4)
+    config = sweep.train_config("prefix", tmp_path / "cache", caption_tokens=35)  # 35 + 10 > 40 positions
+    train = load_caption_dataset(shapes_world / "train.json", shapes_world / "images")
+    with pytest.raises(VlkitError) as raised:
+        train_method(config, train, None, tmp_path / "prefix")
+    message = str(raised.value)
+    assert (
+        message.startswith("tuning prefix: --max-caption-tokens: 35 caption tokens") and "\n" not in message
+    )

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SWEEP_METRICS = ("cider", "clip_score", "chair")
 CHILD_RESULT = "vlkit_sweep_run.json"
+CHILD_ERROR = "vlkit_sweep_error.txt"
 
 
 @dataclass
@@ -48,8 +49,37 @@ class SweepConfig:
     val_limit: int | None = 200
     clip_model: str | None = None  # CLIPScore's model and the retrieval baseline's (None: neither)
     mixed_precision: str = "auto"
+    max_caption_tokens: int = 32  # the most; `caption_tokens` lowers it for every method alike to fit all
 
-    def train_config(self, method: str, cache_dir: Path) -> CaptionTrainConfig:
+    def caption_tokens(self) -> int:
+        """Caption tokens every method keeps: `max_caption_tokens`, lowered where a method's reserved
+        positions (prefix tuning's virtual tokens) would not fit the decoder's position table, so that all
+        methods train and are scored on the same captions."""
+        from transformers import AutoConfig
+
+        decoder = AutoConfig.from_pretrained(self.decoder)
+        available = getattr(decoder, "n_positions", None) or getattr(decoder, "max_position_embeddings", None)
+        if available is None:
+            return self.max_caption_tokens
+        reserved = max(
+            tuning_method(m).reserved_positions(tuning_method(m).default_config()) for m in self.methods
+        )
+        tokens = min(self.max_caption_tokens, int(available) - reserved)
+        if tokens < 1:
+            raise VlkitError(f"--decoder {self.decoder}: {available} positions leave no room for a caption")
+        if tokens < self.max_caption_tokens:
+            log.warning(
+                "sweep: captions cut to %d tokens for every method (the decoder has %s positions, %d of them "
+                "reserved by prefix tuning)",
+                tokens,
+                available,
+                reserved,
+            )
+        return tokens
+
+    def train_config(
+        self, method: str, cache_dir: Path, caption_tokens: int | None = None
+    ) -> CaptionTrainConfig:
         config = CaptionTrainConfig(
             encoder=self.encoder,
             decoder=self.decoder,
@@ -58,6 +88,7 @@ class SweepConfig:
             batch_size=self.batch_size,
             feature_cache_dir=str(cache_dir),
             val_limit=self.val_limit,
+            max_caption_tokens=caption_tokens or self.max_caption_tokens,
         )
         loop = config.loop
         loop.steps, loop.learning_rate, loop.warmup_steps = self.steps, self.learning_rate, self.warmup_steps
@@ -94,7 +125,11 @@ def _train_in_child(
     progress.set_enabled(show_progress)
     train = load_caption_dataset(train_file, train_root)
     val = load_caption_dataset(val_file, val_root) if val_file else None
-    result = train_captioner(CaptionTrainConfig.from_dict(config), train, val, Path(out_dir))
+    try:
+        result = train_captioner(CaptionTrainConfig.from_dict(config), train, val, Path(out_dir))
+    except VlkitError as error:  # one line for the parent to report, not a child's traceback
+        write_text_atomic(Path(out_dir) / CHILD_ERROR, str(error))
+        raise SystemExit(2) from None
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     record = {
         "config": config,
@@ -134,14 +169,34 @@ def train_method(
             progress.is_enabled(),
         ),
     )
+    failure = out_dir / CHILD_ERROR
+    failure.unlink(missing_ok=True)
     child.start()
     child.join()
+    if failure.is_file():
+        raise VlkitError(f"tuning {config.tuning}: {failure.read_text(encoding='utf-8')}")
     if child.exitcode != 0 or not done.is_file():
         raise VlkitError(
             f"tuning {config.tuning}: training failed (exit code {child.exitcode}); its folder {out_dir} "
             "keeps the checkpoints, run the sweep again to continue"
         )
     return read_json(done)
+
+
+def _scored_subset(val: CaptionDataset, images: list, path: Path) -> CaptionDataset:
+    """The validation annotation file cut to the scored images (every field kept: CHAIR reads the objects),
+    so that scoring a subset is not reported as predictions missing for the rest."""
+    if len(images) == len(val.images):
+        return val
+    data = read_json(val.annotations)
+    ids = {image.id for image in images}
+    subset = {
+        **data,
+        "images": [entry for entry in data["images"] if entry["id"] in ids],
+        "annotations": [entry for entry in data["annotations"] if entry["image_id"] in ids],
+    }
+    write_json_atomic(path, subset)
+    return load_caption_dataset(path, val.image_root)
 
 
 def score_predictions(
@@ -177,15 +232,19 @@ def run_sweep(
     val_images = val.images[: config.val_limit] if config.val_limit else val.images
     val_paths = [image.path for image in val_images]
     clip = load_clip(config.clip_model) if config.clip_model else None
+    scored = _scored_subset(val, val_images, work_dir / "val_scored.json")
+    tokens = config.caption_tokens()
     rows = []
     for method in methods:
         run_dir = work_dir / method
         log.info("sweep: %s", method)
-        record = train_method(config.train_config(method, work_dir / "feature_cache"), train, val, run_dir)
+        record = train_method(
+            config.train_config(method, work_dir / "feature_cache", tokens), train, val, run_dir
+        )
         best = run_dir / BEST_DIR if (run_dir / BEST_DIR / "config.json").is_file() else run_dir
         predictions = run_dir / "val_predictions.json"
         write_json_atomic(predictions, predict_captions(load_captioner(best), val_paths))
-        scores = score_predictions(predictions, val, run_dir / "evaluation", clip)
+        scores = score_predictions(predictions, scored, run_dir / "evaluation", clip)
         rows.append(
             {
                 "tuning": method,
@@ -204,7 +263,7 @@ def run_sweep(
     if clip is not None:
         retrieval = work_dir / "retrieval" / "val_predictions.json"
         write_json_atomic(retrieval, retrieval_captions(clip, train, val_paths))
-        scores = score_predictions(retrieval, val, retrieval.parent / "evaluation", clip)
+        scores = score_predictions(retrieval, scored, retrieval.parent / "evaluation", clip)
         baselines["retrieval"] = {
             "cider": scores["cider"],
             "clip_score": scores["clip_score"],
