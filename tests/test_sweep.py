@@ -112,3 +112,25 @@ def test_a_method_that_fails_in_its_child_is_one_line_naming_it(shapes_world, tm
     assert (
         message.startswith("tuning prefix: --max-caption-tokens: 35 caption tokens") and "\n" not in message
     )
+
+
+def _report_peak(queue) -> None:
+    from vlkit.sweep import own_peak_rss_mib
+
+    queue.put(own_peak_rss_mib())
+
+
+def test_a_spawned_child_reports_its_own_peak_memory_not_its_parents():
+    import multiprocessing
+
+    import numpy as np
+
+    held = np.ones(2 * 2**30 // 8)  # 2 GiB resident in this process while the child starts
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_report_peak, args=(queue,))
+    child.start()
+    peak = queue.get(timeout=120)
+    child.join()
+    assert held.sum() > 0
+    assert 10 < peak < 2048, peak  # ru_maxrss would report at least this process's 2 GiB

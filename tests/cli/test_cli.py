@@ -40,7 +40,7 @@ def _command_at(path):
 
 @pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
 def test_no_option_help_loses_text_to_rich_markup(path):
-    # The CLI renders help with rich markup, which swallows "[the embedded default]" whole as an unknown style.
+    # Help renders with rich markup, which swallows "[the embedded default]" whole as an unknown style.
     for param in _command_at(path).params:
         text = getattr(param, "help", None) or ""
         assert Text.from_markup(text).plain == text, param.name
