@@ -104,9 +104,9 @@ def test_a_nan_loss_keeps_the_last_good_checkpoint(shapes_world, tmp_path, monke
     train = load_caption_dataset(shapes_world / "train.json", shapes_world / "images")
     real, steps = clip_trainer.contrastive_loss, []
 
-    def nan_at_step_5(model, batch):
+    def nan_at_step_5(model, batch, **options):
         steps.append(1)
-        loss = real(model, batch)
+        loss = real(model, batch, **options)
         return loss * float("nan") if len(steps) == 5 else loss
 
     monkeypatch.setattr(clip_trainer, "contrastive_loss", nan_at_step_5)

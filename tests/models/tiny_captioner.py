@@ -14,13 +14,18 @@ from vlkit.models.text_tokenizer import train_bpe_tokenizer
 TINY_GPT2 = dict(n_embd=24, n_layer=2, n_head=2, n_positions=40)
 
 
-def save_tiny_gpt2(folder: Path, captions: list[str] | None = None, seed: int = 0) -> Path:
+def save_tiny_gpt2(
+    folder: Path, captions: list[str] | None = None, seed: int = 0, dropout: float = 0.1
+) -> Path:
     """A random tiny GPT-2 whose BPE was trained on `captions` (default: the tiny corpus)."""
     tokenizer = train_bpe_tokenizer(captions or CORPUS, 300, wrap_with_bos_eos=False, model_max_length=40)
     config = GPT2Config(
         vocab_size=len(tokenizer),
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attn_pdrop=dropout,
         **TINY_GPT2,
     )
     torch.manual_seed(seed)

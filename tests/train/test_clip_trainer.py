@@ -90,7 +90,9 @@ def test_resume_after_a_crash_gives_the_weights_of_an_uninterrupted_run(datasets
 
 def test_a_nan_loss_stops_training_naming_the_step(datasets, tmp_path, monkeypatch):
     train, _ = datasets
-    monkeypatch.setattr(clip_trainer, "contrastive_loss", lambda model, batch: torch.tensor(float("nan")))
+    monkeypatch.setattr(
+        clip_trainer, "contrastive_loss", lambda model, batch, **options: torch.tensor(float("nan"))
+    )
     with pytest.raises(VlkitError, match="loss became nan at step 1"):
         train_clip(_config(), train, None, tmp_path / "nan")
 

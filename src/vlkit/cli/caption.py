@@ -18,6 +18,7 @@ from vlkit.models.clip import resolve_device, resolve_precision
 from vlkit.models.tuning import TUNING_METHODS, tuning_method
 from vlkit.models.tuning.base import option_help
 from vlkit.train.caption_trainer import CaptionTrainConfig, train_captioner
+from vlkit.train.loop import process_state
 
 app = typer.Typer(help="Train an image captioner and caption images.", no_args_is_help=True)
 console = Console()
@@ -65,6 +66,7 @@ def train(
         32, "--max-caption-tokens", help="Caption tokens kept, end included."
     ),
     checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Steps between checkpoints."),
+    log_every: int = typer.Option(10, "--log-every", help="Steps between loss log records."),
     val_limit: int = typer.Option(None, "--val-limit", help="Validate CIDEr-D on the first N val images."),
     feature_cache: bool = typer.Option(
         True, "--feature-cache/--no-feature-cache", help="Cache a frozen encoder's features on disk."
@@ -86,6 +88,7 @@ def train(
         ("batch-size", batch_size),
         ("learning-rate", learning_rate),
         ("checkpoint-every", checkpoint_every),
+        ("log-every", log_every),
         ("val-limit", val_limit),
     ):
         if value is not None and value <= 0:
@@ -110,11 +113,13 @@ def train(
         warmup_steps,
         checkpoint_every,
     )
-    loop.seed, loop.mixed_precision = seed, mixed_precision
+    loop.seed, loop.mixed_precision, loop.log_every = seed, mixed_precision, log_every
     train_set = load_caption_dataset(data / "train.json", train_images or data / "images")
     val_file = data / "val.json"
     val_set = load_caption_dataset(val_file, val_images or data / "images") if val_file.is_file() else None
     result = train_captioner(config, train_set, val_set, out, resume=resume)
+    if not process_state().is_main_process:  # under `accelerate launch`: one report, from the main process
+        return
     console.print(f"[bold]{tuning}[/]: {result.parameters.describe()}")
     console.print(f"[green]saved[/] {out}  (loss log: {out / 'train_log.jsonl'})")
     if result.best_dir is not None:

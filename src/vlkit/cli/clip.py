@@ -11,6 +11,7 @@ from vlkit.data.captions import load_caption_dataset
 from vlkit.data.shapes import load_world_meta
 from vlkit.errors import VlkitError
 from vlkit.train.clip_trainer import ClipTrainConfig, train_clip
+from vlkit.train.loop import process_state
 
 app = typer.Typer(help="Train a CLIP from scratch on a caption dataset.", no_args_is_help=True)
 console = Console()
@@ -35,6 +36,7 @@ def train(
     seed: int = typer.Option(0, "--seed", help="Seed of the weights and the data order."),
     mixed_precision: str = typer.Option("auto", "--mixed-precision", help="no, bf16, fp16 or auto."),
     checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
+    log_every: int = typer.Option(None, "--log-every", help="Steps between loss log records (default 10)."),
     swap_group: list[str] = typer.Option(
         [],
         "--swap-group",
@@ -52,6 +54,7 @@ def train(
         ("steps", steps),
         ("learning_rate", learning_rate),
         ("checkpoint_every", checkpoint_every),
+        ("log_every", log_every),
     ):
         if value is not None:
             if value <= 0:
@@ -72,4 +75,5 @@ def train(
         load_caption_dataset(data / "val.json", data / "images") if (data / "val.json").is_file() else None
     )
     train_clip(config, train_set, val_set, out, resume=resume)
-    console.print(f"[green]saved[/] {out}  (loss log: {out / 'train_log.jsonl'})")
+    if process_state().is_main_process:  # under `accelerate launch`: one report, from the main process
+        console.print(f"[green]saved[/] {out}  (loss log: {out / 'train_log.jsonl'})")

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from accelerate import PartialState
 from accelerate.utils import extract_model_from_parallel
 from transformers.modeling_outputs import BaseModelOutput
 
@@ -40,7 +39,7 @@ from vlkit.metrics.cider import cider_d
 from vlkit.models.captioner import Captioner, CaptionerSpec, build_captioner
 from vlkit.models.tuning import ParameterCount, tuning_method
 from vlkit.train.feature_cache import FeatureCache, build_feature_cache
-from vlkit.train.loop import LOSS_LOG, LoopConfig, run_training
+from vlkit.train.loop import LOSS_LOG, LoopConfig, process_state, run_training
 
 log = logging.getLogger(__name__)
 
@@ -177,30 +176,39 @@ class CaptionBatches:
         }
 
 
-def make_caption_loss(trains_encoder: bool):
-    """Teacher-forcing cross-entropy over caption tokens; a frozen encoder runs in eval mode without grad."""
+def make_caption_loss(trains_encoder: bool, processes: int = 1):
+    """Teacher-forcing cross-entropy over caption tokens; a frozen encoder runs in eval mode without grad.
+
+    With several processes each holds a share of the global batch, and the mean over its own tokens would
+    weigh a token by its share's token count: the loss is instead the share's token sum over the global
+    token count, times the process count (DDP averages the gradients), which is the global batch's mean
+    token loss exactly, as on one process (what transformers' Trainer does with `num_items_in_batch`)."""
 
     def caption_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inner = extract_model_from_parallel(model)
+        inputs = {
+            "decoder_input_ids": batch["decoder_input_ids"],
+            "decoder_attention_mask": batch["decoder_attention_mask"],
+        }
         if "encoder_hidden_states" in batch:
-            features = batch["encoder_hidden_states"]
+            inputs["encoder_outputs"] = BaseModelOutput(last_hidden_state=batch["encoder_hidden_states"])
         elif trains_encoder:
-            return model(
-                pixel_values=batch["pixel_values"],
-                decoder_input_ids=batch["decoder_input_ids"],
-                decoder_attention_mask=batch["decoder_attention_mask"],
-                labels=batch["labels"],
-            ).loss
+            inputs["pixel_values"] = batch["pixel_values"]
         else:
             inner.encoder.eval()
             with torch.no_grad():
                 features = inner.encoder(pixel_values=batch["pixel_values"]).last_hidden_state  # (B, N, C)
-        return model(
-            encoder_outputs=BaseModelOutput(last_hidden_state=features),
-            decoder_input_ids=batch["decoder_input_ids"],
-            decoder_attention_mask=batch["decoder_attention_mask"],
-            labels=batch["labels"],
-        ).loss
+            inputs["encoder_outputs"] = BaseModelOutput(last_hidden_state=features)
+        labels = batch["labels"]
+        if processes == 1:
+            return model(**inputs, labels=labels).loss
+        logits = model(**inputs).logits
+        total = torch.nn.functional.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="sum"
+        )
+        tokens = (labels != -100).sum()
+        torch.distributed.all_reduce(tokens)
+        return total * processes / tokens.clamp(min=1)
 
     return caption_loss
 
@@ -215,7 +223,7 @@ def train_captioner(
     """Build the captioner, train it on `train` (CIDEr-D on `val` every epoch) and save it to `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     captioner = build_captioner(config.spec())
-    captioner.model.to(PartialState().device)  # before the cache is built, so the encoder runs there
+    captioner.model.to(process_state().device)  # before the cache is built, so the encoder runs there
     count = captioner.parameter_count()
     log.info("tuning %s: %s", config.tuning, count.describe())
     trains_encoder = captioner.method.trains_encoder
@@ -232,7 +240,8 @@ def train_captioner(
         if config.epochs < 1:
             raise VlkitError(f"--epochs: must be at least 1, got {config.epochs}")
         loop.steps = config.epochs * batches.per_epoch
-    write_json_atomic(out_dir / TRAIN_CONFIG_FILE, asdict(config))
+    if process_state().is_main_process:
+        write_json_atomic(out_dir / TRAIN_CONFIG_FILE, asdict(config))
     epoch_ends = set(range(batches.per_epoch, loop.steps + 1, batches.per_epoch)) | {loop.steps}
     validator = None
     if val is not None and len(val) > 0:
@@ -241,14 +250,14 @@ def train_captioner(
         captioner.model,
         captioner.model.parameters(),
         batches,
-        make_caption_loss(trains_encoder),
+        make_caption_loss(trains_encoder, process_state().num_processes),
         loop,
         out_dir,
         resume,
         validator,
         extra_log_steps=epoch_ends,
     )
-    main_process = PartialState().is_main_process
+    main_process = process_state().is_main_process
     if main_process:
         captioner.save(out_dir)
     outcome = CaptionTrainResult(
@@ -270,7 +279,7 @@ def _cache(
     captioner: Captioner, paths: Sequence[Path], root: Path, config: CaptionTrainConfig
 ) -> FeatureCache:
     # Under `accelerate launch` the main process writes the cache and the others then find it complete.
-    with PartialState().main_process_first():
+    with process_state().main_process_first():
         return build_feature_cache(captioner, paths, root, config.eval_batch_size, config.feature_dtype)
 
 
@@ -320,7 +329,7 @@ class _Validator:
         log.info("step %d: validation CIDEr-D %.4f", step, score)
         if self.best is None or score > self.best:
             self.best, self.best_step = score, step
-            if PartialState().is_main_process:
+            if process_state().is_main_process:
                 self._save_best(step, score)
         return {"val_cider_d": score}
 

@@ -8,6 +8,7 @@ temperature. The result is saved in the HF layout, so every vlkit command loads 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterable
@@ -21,9 +22,10 @@ from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 from vlkit.data.captions import CaptionDataset
 from vlkit.data.files import write_json_atomic
 from vlkit.data.images import read_image
+from vlkit.errors import VlkitError
 from vlkit.models.text_tokenizer import train_bpe_tokenizer
 from vlkit.progress import track
-from vlkit.train.loop import LoopConfig, run_training, validation_logger
+from vlkit.train.loop import LoopConfig, process_state, run_training, validation_logger
 
 log = logging.getLogger(__name__)
 
@@ -248,18 +250,39 @@ class CaptionBatches:
         return batch
 
 
-def contrastive_loss(model: CLIPModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def contrastive_loss(model: CLIPModel, batch: dict[str, torch.Tensor], gather: bool = False) -> torch.Tensor:
     """CLIP's symmetric cross-entropy over the image-text similarity matrix. With hard negative captions
     (the rows of `input_ids` after the first B) each image also ranks its true caption above all of them
-    (NegCLIP); the text-to-image direction keeps to the B true captions."""
+    (NegCLIP); the text-to-image direction keeps to the B true captions.
+
+    With `gather` (training under several processes, each holding a share of the batch) the embeddings of all
+    shares are gathered, with their gradients as open_clip's `gather_with_grad`, so that every image is
+    contrasted with every caption of the global batch, as on one process."""
     out = model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"])
-    logits = out.logits_per_image.float()  # (B, B + hard negatives)
+    if gather and _world_size() > 1:
+        images, texts = _gather_with_grad(out.image_embeds), _gather_with_grad(out.text_embeds)
+        scale = getattr(model, "module", model).logit_scale.exp()
+        logits = scale * images.float() @ texts.float().T
+    else:
+        logits = out.logits_per_image.float()  # (B, B + hard negatives)
     n = len(logits)
     target = torch.arange(n, device=logits.device)
     return (
         torch.nn.functional.cross_entropy(logits, target)
         + torch.nn.functional.cross_entropy(logits[:, :n].T, target)
     ) / 2
+
+
+def _world_size() -> int:
+    distributed = torch.distributed
+    return distributed.get_world_size() if distributed.is_available() and distributed.is_initialized() else 1
+
+
+def _gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Every process's rows, in process order; gradients flow back to each process's own rows."""
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(tensor.contiguous()), dim=0)
 
 
 def _tokenize_captions(tokenizer, captions: list[list[str]], max_length: int) -> list[torch.Tensor]:
@@ -290,16 +313,21 @@ def train_clip(
 ) -> Path:
     """Train a CLIP on `train` (validation loss on `val`), save it to `out_dir` in the HF layout."""
     arch = config.architecture
+    main_process = process_state().is_main_process  # under `accelerate launch`, only it writes files
+    if config.swap_groups and process_state().num_processes > 1:
+        raise VlkitError("--swap-group: hard negatives are not supported with more than one process yet")
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer_dir = out_dir / "tokenizer"
     if resume and (tokenizer_dir / "tokenizer.json").is_file():
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    else:
+    else:  # every process trains the same tokenizer (deterministic); the main one saves it
         tokenizer = train_bpe_tokenizer(train.all_captions(), arch.vocab_size, True, arch.max_text_length)
-        tokenizer.save_pretrained(tokenizer_dir)
-    write_json_atomic(out_dir / TRAIN_CONFIG_FILE, asdict(config))
+        if main_process:
+            tokenizer.save_pretrained(tokenizer_dir)
+    if main_process:
+        write_json_atomic(out_dir / TRAIN_CONFIG_FILE, asdict(config))
     model = build_clip(arch, tokenizer.eos_token_id, tokenizer.bos_token_id, config.loop.seed)
     negatives = None
     if config.swap_groups:
@@ -326,11 +354,13 @@ def train_clip(
             config.loop.seed + 1,
         )(0)
         on_log = validation_logger(model, contrastive_loss, val_batch, config.eval_every)
-    run_training(model, model.parameters(), batches, contrastive_loss, config.loop, out_dir, resume, on_log)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    image_processor_for(arch).save_pretrained(out_dir)
-    log.info("saved CLIP to %s", out_dir)
+    loss = functools.partial(contrastive_loss, gather=process_state().num_processes > 1)
+    run_training(model, model.parameters(), batches, loss, config.loop, out_dir, resume, on_log)
+    if main_process:
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+        image_processor_for(arch).save_pretrained(out_dir)
+        log.info("saved CLIP to %s", out_dir)
     return out_dir
 
 

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass, field
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from transformers import get_cosine_schedule_with_warmup
 
 from vlkit import progress
@@ -78,15 +79,28 @@ def resolve_mixed_precision(choice: str) -> str:
     return "no"
 
 
+def _launched_on_cpu() -> bool:
+    """Started by `accelerate launch` or torchrun (LOCAL_RANK set) on a machine without CUDA."""
+    return int(os.environ.get("LOCAL_RANK", -1)) != -1 and not torch.cuda.is_available()
+
+
+def process_state() -> PartialState:
+    """accelerate's process-wide state (rank, process count, device). Processes that `accelerate launch`
+    starts on a machine without GPUs only join one gloo process group when the state is made with cpu=True
+    (without it each of them trains alone on the whole batch and they overwrite each other's checkpoints), so
+    vlkit asks for that itself: the same command runs unchanged on N CPU processes or N GPUs."""
+    return PartialState(cpu=True) if _launched_on_cpu() else PartialState()
+
+
 def make_accelerator(mixed_precision: str) -> Accelerator:
     """An Accelerator for this run. accelerate keeps one process-wide state and refuses a second
     Accelerator with other settings, which a notebook or a test running several trainings needs: reset it
     first unless this process was started by `accelerate launch` (whose settings must win)."""
-    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.state import AcceleratorState
 
-    if PartialState._shared_state and PartialState().num_processes == 1:
+    if PartialState._shared_state and process_state().num_processes == 1:
         AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(mixed_precision=resolve_mixed_precision(mixed_precision))
+    return Accelerator(mixed_precision=resolve_mixed_precision(mixed_precision), cpu=_launched_on_cpu())
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -110,10 +124,11 @@ def run_training(
 ) -> LoopResult:
     """Train `model` for `config.steps` steps; checkpoints go to `out_dir/checkpoints`, the log to `out_dir`.
 
-    `batch_for_step(step)` returns the batch of global step `step` (0-based); `loss_fn(model, batch)` returns
-    a scalar loss. `on_log(step, record)` may add fields (e.g. a validation loss) to each log record; a
-    record is written every `config.log_every` steps, at the last step and at each of `extra_log_steps`
-    (e.g. the ends of epochs, for a per-epoch validation).
+    `batch_for_step(step)` returns the global batch of step `step` (0-based); under `accelerate launch` with N
+    processes each process trains on its N-th share (`process_share`) and DDP averages the gradients.
+    `loss_fn(model, batch)` returns a scalar loss. `on_log(step, record)` may add fields (e.g. a validation
+    loss) to each log record; a record is written every `config.log_every` steps, at the last step and at
+    each of `extra_log_steps` (e.g. the ends of epochs, for a per-epoch validation).
     """
     accelerator = make_accelerator(config.mixed_precision)
     params = [p for p in parameters if p.requires_grad]
@@ -136,10 +151,17 @@ def run_training(
         for step in range(start, config.steps):
             step_start = time.perf_counter()
             torch.manual_seed(_step_seed(config.seed, step, accelerator.process_index))
-            batch = {k: v.to(accelerator.device) for k, v in batch_for_step(step).items()}
+            batch = batch_for_step(step)
+            if accelerator.num_processes > 1:
+                batch = process_share(batch, accelerator.process_index, accelerator.num_processes)
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.autocast():
                 loss = loss_fn(model, batch)
-            loss_value = float(loss.detach())
+            # The logged loss is the global batch's: the mean of the processes' (equal-sized) shares.
+            detached = loss.detach()
+            if accelerator.num_processes > 1:
+                detached = accelerator.reduce(detached, "mean")
+            loss_value = float(detached)
             if not math.isfinite(loss_value):
                 raise VlkitError(
                     f"loss became {loss_value} at step {step + 1}; training stopped, the last good checkpoint"
@@ -176,6 +198,23 @@ def run_training(
         start,
         in_steps / steps_run if steps_run else float("nan"),
     )
+
+
+def process_share(batch: dict[str, torch.Tensor], index: int, count: int) -> dict[str, torch.Tensor]:
+    """Process `index`'s share of a global batch: the `index`-th of `count` equal consecutive slices of every
+    tensor's rows. The global batch stays what one process would train on, so the same command gives the
+    same loss curve on 1 process or N (gradients are averaged across processes by DDP)."""
+    share = {}
+    for key, tensor in batch.items():
+        rows = tensor.shape[0]
+        if rows % count:
+            raise VlkitError(
+                f"--batch-size: {rows} rows of '{key}' do not split evenly over {count} processes; "
+                f"use a multiple of {count}"
+            )
+        size = rows // count
+        share[key] = tensor[index * size : (index + 1) * size]
+    return share
 
 
 def _step_seed(seed: int, step: int, process: int) -> int:
