@@ -23,6 +23,7 @@ from PIL import Image
 from transformers.modeling_outputs import BaseModelOutput
 
 from vlkit.data.images import read_image
+from vlkit.distributed import gather_in_order, process_range
 from vlkit.errors import VlkitError
 from vlkit.models.captioner import Captioner
 from vlkit.progress import track
@@ -78,15 +79,18 @@ def caption_images(
 def predict_captions(
     captioner: Captioner, paths: Sequence[Path], config: DecodingConfig | None = None
 ) -> dict[str, str]:
-    """Caption image files, `config.batch_size` at a time: {file name without extension: caption} (DLCV)."""
+    """Caption image files, `config.batch_size` at a time: {file name without extension: caption} (DLCV).
+    Under `accelerate launch` each process captions its contiguous share and every process gets all the
+    captions back, in input order."""
     config = config or DecodingConfig()
-    predictions: dict[str, str] = {}
-    starts = range(0, len(paths), config.batch_size)
+    pairs: list[tuple[str, str]] = []
+    share = process_range(len(paths))
+    starts = range(share.start, share.stop, config.batch_size)
     for start in track(starts, "caption", total=len(starts)):
-        chunk = paths[start : start + config.batch_size]
+        chunk = paths[start : min(start + config.batch_size, share.stop)]
         captions = caption_images(captioner, [read_image(path) for path in chunk], config).captions
-        predictions.update({path.stem: caption for path, caption in zip(chunk, captions, strict=True)})
-    return predictions
+        pairs.extend((path.stem, caption) for path, caption in zip(chunk, captions, strict=True))
+    return dict(gather_in_order(pairs))
 
 
 def caption_features(

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from vlkit.data.images import read_images
+from vlkit.distributed import gather_in_order, process_range
 from vlkit.errors import VlkitError
 from vlkit.models.clip import Clip
 from vlkit.progress import track
@@ -133,15 +134,19 @@ class ImageEmbeddings:
 def encode_image_files(
     clip: Clip, paths: Sequence[Path], batch_size: int = 64, on_bad_image: str = "error"
 ) -> ImageEmbeddings:
-    """Read, preprocess and encode every image once."""
+    """Read, preprocess and encode every image once. Under `accelerate launch` each process encodes its
+    contiguous share and every process gets all the embeddings back, in input order."""
     features, kept, skipped = [], [], []
-    starts = range(0, len(paths), batch_size)
+    share = process_range(len(paths))
+    starts = range(share.start, share.stop, batch_size)
     for start in track(starts, "encode images", total=len(starts)):
-        batch = read_images(paths[start : start + batch_size], on_bad_image=on_bad_image)
+        batch = read_images(paths[start : min(start + batch_size, share.stop)], on_bad_image=on_bad_image)
         skipped.extend((str(p), r) for p, r in batch.skipped)
         if batch.images:
-            features.append(clip.encode_images(clip.preprocess(batch.images)))
+            features.append(clip.encode_images(clip.preprocess(batch.images)).cpu())
             kept.extend(start + i for i in batch.kept)
+    features = [f for f in gather_in_order(features) if len(f)]
+    kept, skipped = gather_in_order(kept), gather_in_order(skipped)
     dim = features[0].shape[1] if features else 0
     return ImageEmbeddings(torch.cat(features) if features else torch.empty(0, dim), kept, skipped)
 

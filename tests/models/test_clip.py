@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import json
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -140,3 +142,31 @@ def test_pickled_weights_need_allow_pickle_and_then_load_as_tensors_only(tiny_cl
         assert not marker.exists()
     finally:
         set_allow_pickle(False)
+
+
+def _with_remote_code(source: Path, folder: Path, marker: Path) -> Path:
+    """A copy of `source` whose config and tokenizer config name custom code (`auto_map`), as a hostile hub
+    repository would: code that leaves `marker` behind when it is imported."""
+    shutil.copytree(source, folder)
+    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nclass Evil: pass\n")
+    for name in ("config.json", "tokenizer_config.json"):
+        path = folder / name
+        if path.is_file():
+            data = json.loads(path.read_text())
+            data["auto_map"] = {key: "evil.Evil" for key in ("AutoConfig", "AutoModel", "AutoTokenizer")}
+            path.write_text(json.dumps(data))
+    return folder
+
+
+def test_remote_code_named_by_a_model_folder_never_runs(tiny_clip_dir, tmp_path):
+    from tests.models.tiny_captioner import save_tiny_gpt2
+    from vlkit.models.captioner import CaptionerSpec, build_captioner, load_captioner
+
+    marker = tmp_path / "marker"
+    clip_dir = _with_remote_code(tiny_clip_dir, tmp_path / "clip", marker)
+    gpt2_dir = _with_remote_code(save_tiny_gpt2(tmp_path / "gpt2-src"), tmp_path / "gpt2", marker)
+    load_clip(str(clip_dir)).encode_texts(["a red circle"])
+    captioner = build_captioner(CaptionerSpec(str(clip_dir), str(gpt2_dir), "cross-attn", None, 6))
+    saved = _with_remote_code(captioner.save(tmp_path / "cap-src"), tmp_path / "cap", marker)
+    load_captioner(saved)
+    assert not marker.exists()  # trust_remote_code is never set: the named code was not imported

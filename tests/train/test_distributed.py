@@ -45,7 +45,8 @@ def _train_args(world: Path, out: Path) -> list[str]:
 
 def _single(args: list[str]) -> None:
     program = "import torch; torch.set_num_threads(1); from vlkit.cli.main import main; main()"
-    subprocess.run([sys.executable, "-c", program, *args], env=_env(), check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "-c", program, *args], env=_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def _launched(args: list[str], processes: int = 2) -> None:
@@ -138,3 +139,33 @@ def test_caption_training_on_two_processes_follows_one_and_resumes(shapes_world,
         load_file(resumed / "model.safetensors"),
     )
     assert all(torch.equal(expected[name], got[name]) for name in expected)
+
+
+def test_predict_and_zeroshot_on_two_processes_write_what_one_process_writes(shapes_world, tmp_path):
+    from vlkit.models.captioner import CaptionerSpec, build_captioner
+
+    parts = tmp_path / "parts"
+    save_tiny_clip(parts / "clip")
+    save_tiny_gpt2(parts / "gpt2")
+    captioner = build_captioner(
+        CaptionerSpec(str(parts / "clip"), str(parts / "gpt2"), "cross-attn", None, 8)
+    )
+    model = captioner.save(tmp_path / "captioner")
+    for name, run in (("one", _single), ("two", _launched)):
+        # 80 images over 2 processes: shares of 40, each 5 batches of 7 and a short one
+        run(["--quiet", "caption", "predict", "--model", str(model), "--images",
+             str(shapes_world / "images"), "--out", str(tmp_path / f"{name}.json"),
+             "--batch-size", "7"])  # fmt: skip
+        run(["--quiet", "zeroshot", "--model", str(parts / "clip"), "--data",
+             str(shapes_world / "classification" / "val"), "--templates", "seed", "--out",
+             str(tmp_path / f"zs_{name}.json"), "--batch-size", "5"])  # fmt: skip
+    one, two = (
+        json.loads((tmp_path / "one.json").read_text()),
+        json.loads((tmp_path / "two.json").read_text()),
+    )
+    assert list(one) == list(two) and one == two and len(one) == 80
+    zs_one = json.loads((tmp_path / "zs_one.json").read_text())
+    zs_two = json.loads((tmp_path / "zs_two.json").read_text())
+    assert zs_one["n_images"] == zs_two["n_images"] > 0
+    assert zs_one["predictions"] == zs_two["predictions"]
+    assert [t["top1"] for t in zs_one["templates"]] == [t["top1"] for t in zs_two["templates"]]

@@ -11,6 +11,7 @@ from rich.console import Console
 from vlkit.data.captions import load_caption_dataset
 from vlkit.data.classification import IMAGE_EXTENSIONS
 from vlkit.data.files import write_json_atomic
+from vlkit.distributed import process_state
 from vlkit.errors import VlkitError
 from vlkit.generate import DecodingConfig, predict_captions
 from vlkit.models.captioner import load_captioner
@@ -18,7 +19,6 @@ from vlkit.models.clip import resolve_device, resolve_precision
 from vlkit.models.tuning import TUNING_METHODS, tuning_method
 from vlkit.models.tuning.base import option_help
 from vlkit.train.caption_trainer import CaptionTrainConfig, train_captioner
-from vlkit.train.loop import process_state
 
 app = typer.Typer(help="Train an image captioner and caption images.", no_args_is_help=True)
 console = Console()
@@ -153,6 +153,8 @@ def predict(
     paths = _image_files(images)
     captioner = load_captioner(model, resolve_device(device), resolve_precision(precision))
     predictions = predict_captions(captioner, paths, decoding)
+    if not process_state().is_main_process:  # every process has every caption; one writes them
+        return
     write_json_atomic(out, predictions)
     console.print(f"[green]wrote[/] {len(predictions)} captions to {out}")
 

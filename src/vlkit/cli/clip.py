@@ -9,9 +9,9 @@ from rich.console import Console
 
 from vlkit.data.captions import load_caption_dataset
 from vlkit.data.shapes import load_world_meta
+from vlkit.distributed import process_state
 from vlkit.errors import VlkitError
 from vlkit.train.clip_trainer import ClipTrainConfig, train_clip
-from vlkit.train.loop import process_state
 
 app = typer.Typer(help="Train a CLIP from scratch on a caption dataset.", no_args_is_help=True)
 console = Console()

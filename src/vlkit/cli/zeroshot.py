@@ -11,6 +11,7 @@ from rich.table import Table
 from vlkit.data.classification import load_classification_dataset
 from vlkit.data.files import write_bytes_atomic, write_json_atomic
 from vlkit.data.images import check_policy
+from vlkit.distributed import is_main_process
 from vlkit.models.clip import Clip, ClipSpec, load_clip
 from vlkit.viz.plots import confusion_matrix_chart, template_bar_chart
 from vlkit.zeroshot import analyse_prompts, analysis_to_json, resolve_templates, unseen_classes_of_world
@@ -55,6 +56,8 @@ def zeroshot(
     check_policy(on_bad_image)
     spec = ClipSpec(model, device=device, precision=precision)
     result = run_zeroshot(spec, data, templates, out, class_names, batch_size, on_bad_image)
+    if not is_main_process():
+        return
     print_table(result, top)
     if result["skipped"]:
         console.print(f"[yellow]skipped {len(result['skipped'])} unreadable image(s)[/] (listed in {out})")
@@ -88,6 +91,8 @@ def run_zeroshot(
         on_bad_image,
     )
     result = analysis_to_json(analysis, dataset.paths, spec.name, str(data))
+    if not is_main_process():  # under `accelerate launch` every process has the result; one writes it
+        return result
     write_json_atomic(out, result)
     stem = out.with_suffix("")
     top1 = [t.top1 for t in analysis.templates]

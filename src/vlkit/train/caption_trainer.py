@@ -33,13 +33,14 @@ from transformers.modeling_outputs import BaseModelOutput
 from vlkit.data.captions import CaptionDataset
 from vlkit.data.files import write_json_atomic
 from vlkit.data.images import read_image
+from vlkit.distributed import process_state
 from vlkit.errors import VlkitError
 from vlkit.generate import DecodingConfig, caption_features
 from vlkit.metrics.cider import cider_d
 from vlkit.models.captioner import Captioner, CaptionerSpec, build_captioner
 from vlkit.models.tuning import ParameterCount, tuning_method
 from vlkit.train.feature_cache import FeatureCache, build_feature_cache
-from vlkit.train.loop import LOSS_LOG, LoopConfig, process_state, run_training
+from vlkit.train.loop import LOSS_LOG, LoopConfig, run_training
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,11 @@ from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 from vlkit.data.captions import CaptionDataset
 from vlkit.data.files import write_json_atomic
 from vlkit.data.images import read_image
+from vlkit.distributed import process_state
 from vlkit.errors import VlkitError
 from vlkit.models.text_tokenizer import train_bpe_tokenizer
 from vlkit.progress import track
-from vlkit.train.loop import LoopConfig, process_state, run_training, validation_logger
+from vlkit.train.loop import LoopConfig, run_training, validation_logger
 
 log = logging.getLogger(__name__)
 

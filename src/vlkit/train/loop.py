@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ from accelerate import Accelerator, PartialState
 from transformers import get_cosine_schedule_with_warmup
 
 from vlkit import progress
+from vlkit.distributed import launched_on_cpu, process_state
 from vlkit.errors import VlkitError
 from vlkit.train.checkpoint import TrainState, latest_complete, load_checkpoint, save_checkpoint
 
@@ -79,19 +79,6 @@ def resolve_mixed_precision(choice: str) -> str:
     return "no"
 
 
-def _launched_on_cpu() -> bool:
-    """Started by `accelerate launch` or torchrun (LOCAL_RANK set) on a machine without CUDA."""
-    return int(os.environ.get("LOCAL_RANK", -1)) != -1 and not torch.cuda.is_available()
-
-
-def process_state() -> PartialState:
-    """accelerate's process-wide state (rank, process count, device). Processes that `accelerate launch`
-    starts on a machine without GPUs only join one gloo process group when the state is made with cpu=True
-    (without it each of them trains alone on the whole batch and they overwrite each other's checkpoints), so
-    vlkit asks for that itself: the same command runs unchanged on N CPU processes or N GPUs."""
-    return PartialState(cpu=True) if _launched_on_cpu() else PartialState()
-
-
 def make_accelerator(mixed_precision: str) -> Accelerator:
     """An Accelerator for this run. accelerate keeps one process-wide state and refuses a second
     Accelerator with other settings, which a notebook or a test running several trainings needs: reset it
@@ -100,7 +87,7 @@ def make_accelerator(mixed_precision: str) -> Accelerator:
 
     if PartialState._shared_state and process_state().num_processes == 1:
         AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(mixed_precision=resolve_mixed_precision(mixed_precision), cpu=_launched_on_cpu())
+    return Accelerator(mixed_precision=resolve_mixed_precision(mixed_precision), cpu=launched_on_cpu())
 
 
 def _truncate_log(path: Path, step: int) -> None:
