@@ -23,6 +23,7 @@ from vlkit.data.captions import CaptionImage, load_caption_dataset
 from vlkit.data.files import write_bytes_atomic, write_json_atomic, write_text_atomic
 from vlkit.data.images import check_policy, read_image, scan_images
 from vlkit.data.predictions import load_predictions
+from vlkit.distributed import gather_in_order, is_main_process, process_range
 from vlkit.errors import VlkitError
 from vlkit.metrics.cider import cider_d
 from vlkit.metrics.clipscore import DEFAULT_PREFIX, clip_score, ref_clip_score
@@ -102,7 +103,8 @@ def run_evaluation(request: EvaluationRequest, clip: Clip | None = None) -> dict
         "details": scores.details,
         "pairs": pairs,
     }
-    _write_outputs(request.out, report, scores.rows)
+    if is_main_process():  # under `accelerate launch` every process holds the report; one writes it
+        _write_outputs(request.out, report, scores.rows)
     return report
 
 
@@ -183,13 +185,33 @@ def _clip_metrics(
     clip = clip or load_clip(ClipSpec(request.model or "", device=request.device))
     pixels = _LazyImages([image.path for image in kept])
     kept_captions = [candidates[index] for index in scan.kept]
+    # Under `accelerate launch` each process scores its contiguous share of the images (CLIP-S and
+    # RefCLIP-S are per image); the per-image scores are gathered back in order.
+    share = process_range(len(kept))
+    mine = slice(share.start, share.stop)
+    local: dict[str, list[float]] = {"clip_score": []}
     if "ref_clip_score" in asked:
-        references = [image.captions for image in kept]
-        both = ref_clip_score(clip, pixels, kept_captions, references, request.batch_size, request.prefix)
-        per_image = {"clip_score": both.per_image_clip, "ref_clip_score": both.per_image_ref}
-    else:
-        only = clip_score(clip, pixels, kept_captions, request.batch_size, request.prefix)
-        per_image = {"clip_score": only.per_image}
+        local["ref_clip_score"] = []
+        if len(share):
+            both = ref_clip_score(
+                clip,
+                _LazyImages([image.path for image in kept[mine]]),
+                kept_captions[mine],
+                [image.captions for image in kept[mine]],
+                request.batch_size,
+                request.prefix,
+            )
+            local = {"clip_score": both.per_image_clip, "ref_clip_score": both.per_image_ref}
+    elif len(share):
+        only = clip_score(
+            clip,
+            _LazyImages([image.path for image in kept[mine]]),
+            kept_captions[mine],
+            request.batch_size,
+            request.prefix,
+        )
+        local = {"clip_score": only.per_image}
+    per_image = {name: [float(v) for v in gather_in_order(list(values))] for name, values in local.items()}
     for name in asked:
         scores.add(name, sum(per_image[name]) / len(per_image[name]))
     # Rows get CLIP-S even when only RefCLIP-S was asked for: the pairs are ranked by it.
@@ -209,8 +231,9 @@ def _pairs(rows: Sequence[dict[str, Any]], pixels: _LazyImages, request: Evaluat
         def pair(i: int) -> ScoredPair:
             return ScoredPair(pixels[i], rows[i]["caption"], rows[i]["clip_score"], rows[i]["file_name"])
 
-        figure = best_worst_pairs_figure([pair(i) for i in top], [pair(i) for i in bottom])
-        write_bytes_atomic(request.out / "pairs.png", figure)
+        if is_main_process():
+            figure = best_worst_pairs_figure([pair(i) for i in top], [pair(i) for i in bottom])
+            write_bytes_atomic(request.out / "pairs.png", figure)
     listed = ("image_id", "file_name", "caption", "clip_score")
     return {
         "metric": "clip_score",

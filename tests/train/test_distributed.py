@@ -169,3 +169,27 @@ def test_predict_and_zeroshot_on_two_processes_write_what_one_process_writes(sha
     assert zs_one["n_images"] == zs_two["n_images"] > 0
     assert zs_one["predictions"] == zs_two["predictions"]
     assert [t["top1"] for t in zs_one["templates"]] == [t["top1"] for t in zs_two["templates"]]
+
+
+def test_evaluate_on_two_processes_writes_what_one_process_writes(shapes_world, tmp_path):
+    clip = save_tiny_clip(tmp_path / "clip")
+    val = json.loads((shapes_world / "val.json").read_text())
+    predictions = {
+        Path(image["file_name"]).stem: f"a red circle {i % 3}" for i, image in enumerate(val["images"])
+    }
+    (tmp_path / "pred.json").write_text(json.dumps(predictions))
+    for name, run in (("one", _single), ("two", _launched)):
+        run(["--quiet", "evaluate", "--predictions", str(tmp_path / "pred.json"), "--annotations",
+             str(shapes_world / "val.json"), "--images", str(shapes_world / "images"), "--model", str(clip),
+             "--metrics", "cider,clip_score,ref_clip_score", "--batch-size", "3",
+             "--out", str(tmp_path / name)])  # fmt: skip
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert one["metrics"]["cider"] == two["metrics"]["cider"]
+    for metric in ("clip_score", "ref_clip_score"):  # per-image CLIP scores, summed in another batch layout
+        assert two["metrics"][metric]["value"] == pytest.approx(one["metrics"][metric]["value"], abs=1e-5)
+    rows_one = json.loads((tmp_path / "one" / "per_image.json").read_text())
+    rows_two = json.loads((tmp_path / "two" / "per_image.json").read_text())
+    assert [r["image_id"] for r in rows_one] == [r["image_id"] for r in rows_two]
+    assert [r["clip_score"] for r in rows_two] == pytest.approx([r["clip_score"] for r in rows_one], abs=1e-5)
+    assert [p["image_id"] for p in one["pairs"]["top"]] == [p["image_id"] for p in two["pairs"]["top"]]

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from vlkit.distributed import is_main_process
 from vlkit.evaluate import METRICS, EvaluationRequest, parse_metric_names, run_evaluation
 from vlkit.metrics.clipscore import DEFAULT_PREFIX
 
@@ -77,6 +78,8 @@ def evaluate(
         on_bad_image=on_bad_image,
     )
     report = run_evaluation(request)
+    if not is_main_process():
+        return
     print_table(report)
     drawn = ", pairs.png" if report["pairs"].get("top") else ""
     console.print(f"wrote metrics.json, per_image.csv, per_image.json{drawn} in {out}")
