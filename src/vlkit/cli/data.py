@@ -1,4 +1,4 @@
-"""`vlkit data ...`: generate the shapes world and inspect datasets."""
+"""`vlkit data ...`: generate the shapes world, inspect datasets, write WebDataset shards."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from rich.table import Table
 from vlkit.cli.inspect import inspect
 from vlkit.data.shapes import COLOURS, SHAPES, ShapesConfig, WorldSummary, generate_world
 
-app = typer.Typer(help="Generate the shapes world and inspect datasets.", no_args_is_help=True)
+app = typer.Typer(help="Generate the shapes world, inspect datasets, write shards.", no_args_is_help=True)
 app.command("inspect")(inspect)
 
 _SHAPES_FIELDS = {spec.name: spec for spec in dataclasses.fields(ShapesConfig)}
@@ -41,9 +41,16 @@ def shapes(
 ) -> None:
     """Generate the shapes world: captioned scenes with masks, classification images, held-out classes."""
     config = ShapesConfig(
-        seed=seed, n_train=n_train, n_val=n_val, image_size=image_size, per_class_train=per_class_train,
-        per_class_val=per_class_val, n_heldout=n_heldout, captions_per_image=captions_per_image,
-        contrast_group=contrast_group, workers=workers,
+        seed=seed,
+        n_train=n_train,
+        n_val=n_val,
+        image_size=image_size,
+        per_class_train=per_class_train,
+        per_class_val=per_class_val,
+        n_heldout=n_heldout,
+        captions_per_image=captions_per_image,
+        contrast_group=contrast_group,
+        workers=workers,
     )
     summary = generate_world(config, out)
     _print_summary(Console(), summary)
@@ -53,10 +60,14 @@ def _print_summary(console: Console, summary: WorldSummary) -> None:
     counts = Table(title=f"shapes world in {summary.out_dir}", show_header=False)
     counts.add_row("captioned images", f"{summary.n_train} train, {summary.n_val} val")
     counts.add_row("captions", str(summary.n_captions))
-    counts.add_row("classification images",
-                   f"{summary.n_classification_train} train, {summary.n_classification_val} val")
-    counts.add_row("classes", f"{len(summary.classes)} ({len(COLOURS)} colours x {len(SHAPES)} shapes), "
-                   f"{len(summary.heldout)} held out of training")
+    counts.add_row(
+        "classification images", f"{summary.n_classification_train} train, {summary.n_classification_val} val"
+    )
+    counts.add_row(
+        "classes",
+        f"{len(summary.classes)} ({len(COLOURS)} colours x {len(SHAPES)} shapes), "
+        f"{len(summary.heldout)} held out of training",
+    )
     counts.add_row("time", f"{summary.seconds:.1f} s")
     console.print(counts)
     heldout = set(summary.heldout)
@@ -67,3 +78,27 @@ def _print_summary(console: Console, summary: WorldSummary) -> None:
     for colour in COLOURS:
         grid.add_row(colour, *("[bold red]x[/]" if (colour, shape) in heldout else "." for shape in SHAPES))
     console.print(grid)
+
+
+@app.command("shard")
+def shard(
+    annotations: Path = typer.Option(
+        ..., "--annotations", help="COCO-layout caption JSON (e.g. WORLD/train.json) to write as shards."
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder for data-000000.tar, data-000001.tar, ..."),
+    images: Path = typer.Option(
+        None, "--images", help="Root of the annotation file's images (default: its folder/images)."
+    ),
+    per_shard: int = typer.Option(1000, "--per-shard", help="Samples per tar shard."),
+) -> None:
+    """Write a caption dataset as WebDataset tar shards (img2dataset layout: KEY.png, KEY.txt, KEY.json)."""
+    from vlkit.data.captions import load_caption_dataset
+    from vlkit.data.shards import write_shards
+
+    dataset = load_caption_dataset(annotations, images or annotations.parent / "images")
+    shards = write_shards(dataset, out, per_shard)
+    Console().print(
+        f"[green]wrote[/] {len(dataset)} samples in {len(shards)} shard(s) to {out} "
+        f"(read them as {out}/data-{{000000..{len(shards) - 1:06d}}}.tar)",
+        soft_wrap=True,  # a path to copy, not to wrap
+    )

@@ -1,0 +1,88 @@
+"""WebDataset shards: `vlkit data shard` writes the img2dataset layout, the reader gives back the dataset
+(pixels, ids, captions, extra fields) in order, by brace pattern, with a seeded shuffle resumable by
+position."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+
+import numpy as np
+import pytest
+
+from vlkit.cli.main import main
+from vlkit.data.captions import load_caption_dataset
+from vlkit.data.images import read_image
+from vlkit.data.shards import read_shards, write_shards
+from vlkit.errors import VlkitError
+
+
+@pytest.fixture(scope="module")
+def train(shapes_world):
+    return load_caption_dataset(shapes_world / "train.json", shapes_world / "images")
+
+
+@pytest.fixture(scope="module")
+def shards(train, tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards") / "train"
+    paths = write_shards(train, out, per_shard=25)  # 60 images: 25 + 25 + 10
+    return out, paths
+
+
+def test_shards_hold_the_img2dataset_layout(shards):
+    out, paths = shards
+    assert [p.name for p in paths] == ["data-000000.tar", "data-000001.tar", "data-000002.tar"]
+    with tarfile.open(paths[0]) as tar:
+        names = tar.getnames()
+    assert sorted(names[:3]) == ["000000000.json", "000000000.png", "000000000.txt"] and len(names) == 75
+
+
+def test_reading_the_shards_gives_back_the_dataset_in_order(train, shards):
+    out, _ = shards
+    samples = list(read_shards(str(out / "data-{000000..000002}.tar")))
+    assert [s.id for s in samples] == [image.id for image in train.images]
+    for sample, image in zip(samples, train.images, strict=True):
+        assert sample.file_name == image.file_name and sample.captions == image.captions
+        assert sample.extra == image.extra  # the shapes world's objects and mask file travel along
+        assert np.array_equal(np.asarray(sample.image), np.asarray(read_image(image.path)))
+
+
+def test_a_seeded_shuffle_repeats_and_resumes_at_a_position(shards):
+    pattern = str(shards[0] / "data-{000000..000002}.tar")
+    first = [s.key for s in read_shards(pattern, shuffle_buffer=16, seed=3)]
+    assert first == [s.key for s in read_shards(pattern, shuffle_buffer=16, seed=3)]
+    assert sorted(first) == [f"{i:09d}" for i in range(60)] and first != sorted(first)
+    assert [s.key for s in read_shards(pattern, shuffle_buffer=16, seed=3, skip=37)] == first[37:]
+    assert first != [s.key for s in read_shards(pattern, shuffle_buffer=16, seed=4)]
+
+
+def test_a_failed_write_leaves_the_earlier_shards_and_no_partial_set(train, tmp_path, monkeypatch):
+    out = tmp_path / "shards"
+    write_shards(train, out, per_shard=100)
+    before = (out / "data-000000.tar").read_bytes()
+    broken, real = train.images[25].path, type(train.images[25].path).read_bytes
+
+    def read_bytes(self):  # the 26th image fails to read: two shards of 10 are already written by then
+        if self == broken:
+            raise OSError("disk")
+        return real(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(type(broken), "read_bytes", read_bytes)
+        with pytest.raises(OSError, match="disk"):
+            write_shards(train, out, per_shard=10)
+    assert (out / "data-000000.tar").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]
+
+
+def test_a_missing_shard_is_one_clear_error(shards):
+    with pytest.raises(VlkitError, match=r"data-000003.tar: shard not found"):
+        list(read_shards(str(shards[0] / "data-{000000..000009}.tar")))
+
+
+def test_data_shard_command(shapes_world, tmp_path, capsys):
+    main(["data", "shard", "--annotations", str(shapes_world / "val.json"), "--out", str(tmp_path / "val"),
+          "--per-shard", "8"])  # fmt: skip
+    assert "data-{000000..000002}.tar" in capsys.readouterr().out
+    keys = [s.key for s in read_shards(str(tmp_path / "val" / "data-{000000..000002}.tar"))]
+    assert len(keys) == len(json.loads((shapes_world / "val.json").read_text())["images"])
