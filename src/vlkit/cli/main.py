@@ -22,6 +22,7 @@ from vlkit.cli import evaluate as evaluate_cli
 from vlkit.cli import lm as lm_cli
 from vlkit.cli import report as report_cli
 from vlkit.cli import zeroshot as zeroshot_cli
+from vlkit.distributed import end_process_group
 from vlkit.errors import VlkitError
 
 app = typer.Typer(
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
         if type(exc).__name__ == "Abort":
             raise SystemExit(1) from None
         raise
+    finally:
+        end_process_group()
     if isinstance(code, int) and code != 0:
         raise SystemExit(code)
 

@@ -13,6 +13,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 
 def _to_png(fig) -> bytes:
@@ -73,6 +74,7 @@ def sweep_chart(rows: Sequence[dict], retrieval: dict | None = None) -> bytes:
         ax.set_title(title)
         if log_scale:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels (3x10^5, 4x10^5...) overlap
         ax.grid(axis="x", alpha=0.3)
     if retrieval is not None and retrieval.get("cider") is not None:
         axes[0].axvline(retrieval["cider"], color="#C44E52", linestyle="--", label="retrieval baseline")
