@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -228,3 +229,32 @@ def _errors_only(*logger_names: str) -> Iterator[None]:
     finally:
         for logger in loggers:
             logger.removeFilter(only_errors)
+
+
+def predict_stream_captions(
+    captioner: Captioner, samples: Iterable[Any], config: DecodingConfig | None = None
+) -> dict[str, str]:
+    """Caption a stream of samples with `.image` (PIL) and `.file_name` (as `vlkit.data.shards.read_shards`
+    yields), `config.batch_size` at a time, holding one batch in memory: {file stem: caption}."""
+    config = config or DecodingConfig()
+    predictions: dict[str, str] = {}
+    batch: list[Any] = []
+
+    def flush() -> None:
+        captions = caption_images(captioner, [sample.image for sample in batch], config).captions
+        for sample, caption in zip(batch, captions, strict=True):
+            stem = Path(sample.file_name).stem
+            if stem in predictions:
+                raise VlkitError(
+                    f"shards: two samples share the file stem {stem!r} (e.g. {sample.file_name!r})"
+                )
+            predictions[stem] = caption
+        batch.clear()
+
+    for sample in track(samples, "caption"):
+        batch.append(sample)
+        if len(batch) == config.batch_size:
+            flush()
+    if batch:
+        flush()
+    return predictions

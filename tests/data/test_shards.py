@@ -86,3 +86,38 @@ def test_data_shard_command(shapes_world, tmp_path, capsys):
     assert "data-{000000..000002}.tar" in capsys.readouterr().out
     keys = [s.key for s in read_shards(str(tmp_path / "val" / "data-{000000..000002}.tar"))]
     assert len(keys) == len(json.loads((shapes_world / "val.json").read_text())["images"])
+
+
+def test_caption_predict_reads_shards_as_it_reads_the_folder(shapes_world, tmp_path):
+    from tests.models.tiny_captioner import save_tiny_parts
+    from vlkit.models.captioner import CaptionerSpec, build_captioner
+
+    clip, _, gpt2 = save_tiny_parts(tmp_path / "parts")
+    model = build_captioner(CaptionerSpec(str(clip), str(gpt2), "cross-attn", None, 6)).save(tmp_path / "cap")
+    main(["--quiet", "data", "shard", "--annotations", str(shapes_world / "val.json"), "--out",
+          str(tmp_path / "val"), "--per-shard", "8"])  # fmt: skip
+    val_images = tmp_path / "val_images"  # the folder holding exactly the sharded images
+    val_images.mkdir()
+    for image in json.loads((shapes_world / "val.json").read_text())["images"]:
+        (val_images / image["file_name"]).write_bytes(
+            (shapes_world / "images" / image["file_name"]).read_bytes()
+        )
+    predict = ["--quiet", "caption", "predict", "--model", str(model), "--batch-size", "3"]
+    main(
+        [
+            *predict,
+            "--shards",
+            str(tmp_path / "val" / "data-{000000..000002}.tar"),
+            "--out",
+            str(tmp_path / "a.json"),
+        ]
+    )
+    main([*predict, "--images", str(val_images), "--out", str(tmp_path / "b.json")])
+    from_shards = json.loads((tmp_path / "a.json").read_text())
+    assert from_shards == json.loads((tmp_path / "b.json").read_text()) and len(from_shards) == 20
+
+
+def test_caption_predict_takes_images_or_shards_not_both(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["caption", "predict", "--model", str(tmp_path), "--out", str(tmp_path / "p.json")])
+    assert exit_info.value.code == 2 and "give either --images or --shards" in capsys.readouterr().err

@@ -131,7 +131,12 @@ def train(
 @app.command("predict")
 def predict(
     model: Path = typer.Option(..., "--model", help="Captioner folder written by `vlkit caption train`."),
-    images: Path = typer.Option(..., "--images", help="Folder of images to caption (not recursive)."),
+    images: Path = typer.Option(None, "--images", help="Folder of images to caption (not recursive)."),
+    shards: str = typer.Option(
+        None,
+        "--shards",
+        help="Instead of --images: WebDataset shards, e.g. 'DIR/data-{000000..000099}.tar' or a URL pattern.",
+    ),
     out: Path = typer.Option(
         ..., "--out", help='PRED.json to write: {"file name without extension": caption}.'
     ),
@@ -146,13 +151,24 @@ def predict(
         "fp32", "--precision", help="fp32, bf16 or fp16 weights (bf16: faster where the hardware has it)."
     ),
 ) -> None:
-    """Caption every image of a folder (greedy or beam search) into a DLCV-style predictions JSON."""
+    """Caption every image of a folder or of WebDataset shards (greedy or beam search) into a DLCV-style
+    predictions JSON."""
     decoding = DecodingConfig(
         num_beams=beams, max_new_tokens=max_length, length_penalty=length_penalty, batch_size=batch_size
     )
-    paths = _image_files(images)
+    if (images is None) == (shards is None):
+        raise VlkitError("give either --images or --shards")
+    if shards is not None and process_state().num_processes > 1:
+        raise VlkitError("--shards: reading shards on several processes is not supported yet")
+    paths = _image_files(images) if images is not None else []
     captioner = load_captioner(model, resolve_device(device), resolve_precision(precision))
-    predictions = predict_captions(captioner, paths, decoding)
+    if shards is not None:
+        from vlkit.data.shards import read_shards
+        from vlkit.generate import predict_stream_captions
+
+        predictions = predict_stream_captions(captioner, read_shards(shards), decoding)
+    else:
+        predictions = predict_captions(captioner, paths, decoding)
     if not process_state().is_main_process:  # every process has every caption; one writes them
         return
     write_json_atomic(out, predictions)
