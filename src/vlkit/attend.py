@@ -127,8 +127,21 @@ def run_attend(captioner: Captioner, request: AttendRequest) -> dict[str, Any]:
     return report
 
 
+def grounding_summary(grounding: dict[str, Any]) -> str:
+    """One line for the console: the best aggregation's pointing game beside the two baselines."""
+    scored = [a for a in grounding["aggregations"] if a["pointing_game"] is not None]
+    if not scored:
+        return "grounding: no generated word names an object of its image"
+    best = max(scored, key=lambda a: a["pointing_game"])
+    base = grounding["baselines"]
+    return (
+        f"pointing game over {best['n_words']} words: best aggregation {best['name']} "
+        f"{best['pointing_game']:.1%} (mass in mask {best['mass_in_mask']:.1%}); "
+        f"centre baseline {base['center']:.1%}, random {base['random']:.1%}"
+    )
+
+
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     write_bytes_atomic(path, buffer.getvalue())
@@ -137,7 +150,6 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 def _figure(path: Path, image, labels: Sequence[str], chosen: TokenMaps, caption: str) -> None:
     size = image.size
     maps = [upsample(m, size) for m in chosen.maps]
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, attention_figure(np.asarray(image), labels, maps, caption))
 
 

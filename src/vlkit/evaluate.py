@@ -189,28 +189,18 @@ def _clip_metrics(
     # RefCLIP-S are per image); the per-image scores are gathered back in order.
     share = process_range(len(kept))
     mine = slice(share.start, share.stop)
-    local: dict[str, list[float]] = {"clip_score": []}
-    if "ref_clip_score" in asked:
-        local["ref_clip_score"] = []
-        if len(share):
+    local: dict[str, list[float]] = {name: [] for name in ("clip_score", *asked)}
+    if len(share):
+        mine_pixels = _LazyImages([image.path for image in kept[mine]])
+        if "ref_clip_score" in asked:
+            references = [image.captions for image in kept[mine]]
             both = ref_clip_score(
-                clip,
-                _LazyImages([image.path for image in kept[mine]]),
-                kept_captions[mine],
-                [image.captions for image in kept[mine]],
-                request.batch_size,
-                request.prefix,
+                clip, mine_pixels, kept_captions[mine], references, request.batch_size, request.prefix
             )
             local = {"clip_score": both.per_image_clip, "ref_clip_score": both.per_image_ref}
-    elif len(share):
-        only = clip_score(
-            clip,
-            _LazyImages([image.path for image in kept[mine]]),
-            kept_captions[mine],
-            request.batch_size,
-            request.prefix,
-        )
-        local = {"clip_score": only.per_image}
+        else:
+            only = clip_score(clip, mine_pixels, kept_captions[mine], request.batch_size, request.prefix)
+            local = {"clip_score": only.per_image}
     per_image = {name: [float(v) for v in gather_in_order(list(values))] for name, values in local.items()}
     for name in asked:
         scores.add(name, sum(per_image[name]) / len(per_image[name]))

@@ -83,15 +83,33 @@ def predict_captions(
     """Caption image files, `config.batch_size` at a time: {file name without extension: caption} (DLCV).
     Under `accelerate launch` each process captions its contiguous share and every process gets all the
     captions back, in input order."""
-    config = config or DecodingConfig()
-    pairs: list[tuple[str, str]] = []
     share = process_range(len(paths))
-    starts = range(share.start, share.stop, config.batch_size)
-    for start in track(starts, "caption", total=len(starts)):
-        chunk = paths[start : min(start + config.batch_size, share.stop)]
-        captions = caption_images(captioner, [read_image(path) for path in chunk], config).captions
-        pairs.extend((path.stem, caption) for path, caption in zip(chunk, captions, strict=True))
-    return dict(gather_in_order(pairs))
+    named = ((paths[i].stem, read_image(paths[i])) for i in share)
+    return dict(gather_in_order(_caption_named(captioner, named, config or DecodingConfig(), len(share))))
+
+
+def _caption_named(
+    captioner: Captioner,
+    named: Iterable[tuple[str, Image.Image]],
+    config: DecodingConfig,
+    total: int | None = None,
+) -> list[tuple[str, str]]:
+    """(name, caption) for a stream of (name, image), `config.batch_size` images in memory at a time."""
+    pairs: list[tuple[str, str]] = []
+    batch: list[tuple[str, Image.Image]] = []
+
+    def flush() -> None:
+        captions = caption_images(captioner, [image for _, image in batch], config).captions
+        pairs.extend((name, caption) for (name, _), caption in zip(batch, captions, strict=True))
+        batch.clear()
+
+    for item in track(named, "caption", total=total):
+        batch.append(item)
+        if len(batch) == config.batch_size:
+            flush()
+    if batch:
+        flush()
+    return pairs
 
 
 def caption_features(
@@ -236,25 +254,10 @@ def predict_stream_captions(
 ) -> dict[str, str]:
     """Caption a stream of samples with `.image` (PIL) and `.file_name` (as `vlkit.data.shards.read_shards`
     yields), `config.batch_size` at a time, holding one batch in memory: {file stem: caption}."""
-    config = config or DecodingConfig()
+    named = ((Path(sample.file_name).stem, sample.image) for sample in samples)
     predictions: dict[str, str] = {}
-    batch: list[Any] = []
-
-    def flush() -> None:
-        captions = caption_images(captioner, [sample.image for sample in batch], config).captions
-        for sample, caption in zip(batch, captions, strict=True):
-            stem = Path(sample.file_name).stem
-            if stem in predictions:
-                raise VlkitError(
-                    f"shards: two samples share the file stem {stem!r} (e.g. {sample.file_name!r})"
-                )
-            predictions[stem] = caption
-        batch.clear()
-
-    for sample in track(samples, "caption"):
-        batch.append(sample)
-        if len(batch) == config.batch_size:
-            flush()
-    if batch:
-        flush()
+    for stem, caption in _caption_named(captioner, named, config or DecodingConfig()):
+        if stem in predictions:
+            raise VlkitError(f"shards: two samples share the file stem {stem!r}")
+        predictions[stem] = caption
     return predictions

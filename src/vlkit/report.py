@@ -15,12 +15,11 @@ import html
 import importlib.metadata
 import json
 import platform
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from vlkit.data.files import write_text_atomic
+from vlkit.data.files import write_bytes_atomic, write_text_atomic
 from vlkit.errors import VlkitError
 
 SECTIONS = ("data", "zeroshot", "sweep", "metrics", "pairs", "attention", "config")
@@ -96,18 +95,15 @@ class _Assets:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.count = 0
 
     def img(self, source: Path, alt: str, css_class: str = "") -> str:
         if not source.is_file():
             return _missing(f"image {source.name}", "the run that writes it")
-        digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
-        name = f"{digest}{source.suffix.lower()}"
+        data = source.read_bytes()  # read once: hashed for the name, written from memory
+        name = f"{hashlib.sha256(data).hexdigest()[:16]}{source.suffix.lower()}"
         target = self.folder / name
         if not target.exists():
-            self.folder.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
-        self.count += 1
+            write_bytes_atomic(target, data)
         klass = f' class="{esc(css_class)}"' if css_class else ""
         return f'<img src="assets/{esc(name)}" alt="{esc(alt)}"{klass}>'
 

@@ -46,6 +46,12 @@ def _predict(make: Callable[[Path], Path]):
     return args
 
 
+def _evaluate(tmp: Path, annotations: Path, images: Path) -> list[str]:
+    """`vlkit evaluate` of TMP/pred.json against `annotations`, CIDEr-D only (the option --metrics last)."""
+    return ["evaluate", "--predictions", str(tmp / "pred.json"), "--annotations", str(annotations),
+            "--images", str(images), "--out", str(tmp / "out"), "--metrics", "cider"]  # fmt: skip
+
+
 def _annotations(edit: Callable[[dict], dict | list | str | bytes]):
     """`vlkit evaluate` against the tiny world's val.json after `edit` (bytes and str are written as is)."""
 
@@ -59,19 +65,7 @@ def _annotations(edit: Callable[[dict], dict | list | str | bytes]):
             ann.write_bytes(edited)
         else:
             ann.write_text(edited if isinstance(edited, str) else json.dumps(edited))
-        return [
-            "evaluate",
-            "--predictions",
-            str(tmp / "pred.json"),
-            "--annotations",
-            str(ann),
-            "--images",
-            str(world / "images"),
-            "--out",
-            str(tmp / "out"),
-            "--metrics",
-            "cider",
-        ]
+        return _evaluate(tmp, ann, world / "images")
 
     return args
 
@@ -84,19 +78,7 @@ def _predictions(edit: Callable[[dict], object]):
         predictions = edit({Path(image["file_name"]).stem: "a red circle" for image in data["images"]})
         text = predictions if isinstance(predictions, str) else json.dumps(predictions)
         (tmp / "pred.json").write_text(text)
-        return [
-            "evaluate",
-            "--predictions",
-            str(tmp / "pred.json"),
-            "--annotations",
-            str(world / "val.json"),
-            "--images",
-            str(world / "images"),
-            "--out",
-            str(tmp / "out"),
-            "--metrics",
-            "cider",
-        ]
+        return _evaluate(tmp, world / "val.json", world / "images")
 
     return args
 

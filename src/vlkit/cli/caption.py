@@ -309,7 +309,7 @@ def attend(
 ) -> None:
     """For every generated word, where the decoder looked: figures, raw maps and (on the shapes world)
     the pointing game against the centre and random baselines."""
-    from vlkit.attend import AttendRequest, run_attend
+    from vlkit.attend import AttendRequest, grounding_summary, run_attend
     from vlkit.attention import Aggregation
 
     if (images is None) == (annotations is None):
@@ -329,13 +329,4 @@ def attend(
     report = run_attend(captioner, request)
     console.print(f"[green]wrote[/] {report['n_images']} captions with their maps to {out}")
     if "grounding" in report:
-        grounding = report["grounding"]
-        best = max(grounding["aggregations"], key=lambda a: a["pointing_game"] or 0.0)
-        base = grounding["baselines"]
-        if not best["n_words"]:
-            console.print("grounding: no generated word names an object of its image")
-            return
-        console.print(
-            f"pointing game: best {best['name']} {best['pointing_game']:.1%} over {best['n_words']} words; "
-            f"centre baseline {base['center']:.1%}, random {base['random']:.1%}  ({out / 'grounding.json'})"
-        )
+        console.print(f"{grounding_summary(report['grounding'])}  ({out / 'grounding.json'})")

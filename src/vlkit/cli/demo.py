@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vlkit.attend import AttendRequest, run_attend
+from vlkit.attend import AttendRequest, grounding_summary, run_attend
 from vlkit.baselines import retrieval_captions
 from vlkit.cli.zeroshot import run_zeroshot
 from vlkit.data.captions import CaptionDataset, load_caption_dataset
@@ -92,7 +92,8 @@ def demo(
             "captioning": captioning,
         },
     )
-    _print_grounding(captioning.get("grounding"))
+    if captioning.get("grounding"):
+        console.print(grounding_summary(captioning["grounding"]))
     index = write_report(out)
     console.print(f"[green]done[/] in {sum(timings.values()):.0f} s; outputs in {out}")
     console.print(f"[bold]report:[/] {index}")
@@ -177,22 +178,6 @@ def _print_caption_metrics(metrics: dict, baseline: dict) -> None:
         cells = [entry.get("value"), baseline.get(name, {}).get("value")]
         table.add_row(name, *("unavailable" if value is None else f"{value:.4f}" for value in cells))
     console.print(table)
-
-
-def _print_grounding(grounding: dict | None) -> None:
-    if not grounding:
-        return
-    scored = [a for a in grounding["aggregations"] if a["pointing_game"] is not None]
-    if not scored:
-        console.print("grounding: no generated word names an object of its image")
-        return
-    best = max(scored, key=lambda a: a["pointing_game"])
-    base = grounding["baselines"]
-    console.print(
-        f"pointing game over {best['n_words']} words: best aggregation {best['name']} "
-        f"{best['pointing_game']:.1%} (mass in mask {best['mass_in_mask']:.1%}); "
-        f"centre baseline {base['center']:.1%}, random {base['random']:.1%}"
-    )
 
 
 def _best(result: dict) -> dict:

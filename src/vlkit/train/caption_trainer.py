@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 from collections.abc import Sequence
@@ -293,7 +294,7 @@ def _result_json(outcome: CaptionTrainResult, steps: int) -> dict[str, Any]:
         "trainable_share": outcome.parameters.share,
         "best_val_cider_d": outcome.best_cider,
         "best_step": outcome.best_step,
-        "step_seconds": outcome.step_seconds if outcome.step_seconds == outcome.step_seconds else None,
+        "step_seconds": None if math.isnan(outcome.step_seconds) else outcome.step_seconds,
     }
 
 

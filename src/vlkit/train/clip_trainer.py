@@ -260,7 +260,7 @@ def contrastive_loss(model: CLIPModel, batch: dict[str, torch.Tensor], gather: b
     shares are gathered, with their gradients as open_clip's `gather_with_grad`, so that every image is
     contrasted with every caption of the global batch, as on one process."""
     out = model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"])
-    if gather and _world_size() > 1:
+    if gather:
         images, texts = _gather_with_grad(out.image_embeds), _gather_with_grad(out.text_embeds)
         scale = getattr(model, "module", model).logit_scale.exp()
         logits = scale * images.float() @ texts.float().T
@@ -272,11 +272,6 @@ def contrastive_loss(model: CLIPModel, batch: dict[str, torch.Tensor], gather: b
         torch.nn.functional.cross_entropy(logits, target)
         + torch.nn.functional.cross_entropy(logits[:, :n].T, target)
     ) / 2
-
-
-def _world_size() -> int:
-    distributed = torch.distributed
-    return distributed.get_world_size() if distributed.is_available() and distributed.is_initialized() else 1
 
 
 def _gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
