@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import unicodedata
 
 import pytest
 import torch
@@ -97,11 +96,20 @@ _CAPTION_TOKENIZER = train_bpe_tokenizer(
 )
 
 
+def test_the_caption_tokenizer_normalizes_nfkc_then_lower_case():
+    for text, normalized in [("ＡＢＣ", "abc"), ("ﬁve Circles", "five circles"), ("Ⅻ", "xii"), ("x²", "x2")]:
+        assert _CAPTION_TOKENIZER.backend_tokenizer.normalizer.normalize_str(text) == normalized
+        assert _CAPTION_TOKENIZER.decode(_CAPTION_TOKENIZER(text)["input_ids"]) == normalized
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=60).filter(lambda t: "<|" not in t))
 def test_the_caption_tokenizer_round_trips_any_unicode_text(text):
     # Byte-level BPE: no text is unknown, every id is in the vocabulary, and decoding gives back the text as
-    # the normalizer leaves it (NFKC, then lower case).
+    # the tokenizer's normalizer leaves it. Its own normalizer, not Python's unicodedata: the Rust tables of
+    # `tokenizers` are an older Unicode than Python's (CI found U+10781, which NFKC maps to U+02D0 in Python
+    # 3.11's Unicode 14 and leaves alone in tokenizers 0.23).
     ids = _CAPTION_TOKENIZER(text)["input_ids"]
     assert all(0 <= i < len(_CAPTION_TOKENIZER) for i in ids)
-    assert _CAPTION_TOKENIZER.decode(ids) == unicodedata.normalize("NFKC", text).lower()
+    expected = _CAPTION_TOKENIZER.backend_tokenizer.normalizer.normalize_str(text)
+    assert _CAPTION_TOKENIZER.decode(ids) == expected
