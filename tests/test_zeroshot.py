@@ -162,3 +162,42 @@ def test_zeroshot_bad_input_is_one_line_and_exit_code_2(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in " ".join(err.split()) and "Traceback" not in err
+
+
+def test_zeroshot_from_classification_shards_gives_the_folder_results(
+    tiny_clip_dir, shapes_world, tmp_path, capsys
+):
+    folder = shapes_world / "classification" / "val"
+    main(["--quiet", "data", "shard", "--classification", str(folder), "--out", str(tmp_path / "shards"),
+          "--per-shard", "40"])  # fmt: skip
+    assert json.loads((tmp_path / "shards" / "id2label.json").read_text())["0"] == "red circle"
+    pattern = str(tmp_path / "shards" / "data-{000000..000002}.tar")  # 96 images: 40, 40 and 16
+    for name, source in (("folder", ["--data", str(folder)]), ("shards", ["--shards", pattern])):
+        main(["--quiet", "zeroshot", "--model", str(tiny_clip_dir), *source, "--templates", "seed",
+              "--batch-size", "7", "--out", str(tmp_path / f"{name}.json")])  # fmt: skip
+    from_folder = json.loads((tmp_path / "folder.json").read_text())
+    from_shards = json.loads((tmp_path / "shards.json").read_text())
+    assert from_shards["n_images"] == from_folder["n_images"] == 96
+    assert from_shards["unseen_classes"] == from_folder["unseen_classes"] != []
+    for key in ("per_class", "confusion", "ensemble"):
+        assert from_shards[key] == from_folder[key]
+    assert [t["top1"] for t in from_shards["templates"]] == [t["top1"] for t in from_folder["templates"]]
+    strip = [{k: v for k, v in p.items() if k != "file"} for p in from_folder["predictions"]]
+    assert [{k: v for k, v in p.items() if k != "file"} for p in from_shards["predictions"]] == strip
+    assert from_shards["predictions"][0]["file"].endswith(
+        "data-000000.tar#" + from_folder["predictions"][0]["file"].split("/")[-1]
+    )
+    (tmp_path / "shards" / "id2label.json").unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "zeroshot",
+                "--model",
+                str(tiny_clip_dir),
+                "--shards",
+                pattern,
+                "--out",
+                str(tmp_path / "x.json"),
+            ]
+        )
+    assert exit_info.value.code == 2 and "pass --class-names" in capsys.readouterr().err

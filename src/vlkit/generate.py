@@ -17,14 +17,13 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from PIL import Image
 from transformers.modeling_outputs import BaseModelOutput
 
 from vlkit.data.images import read_image
-from vlkit.distributed import gather_in_order, process_range
+from vlkit.distributed import gather_in_order, process_range, process_state
 from vlkit.errors import VlkitError
 from vlkit.models.captioner import Captioner
 from vlkit.progress import track
@@ -249,15 +248,25 @@ def _errors_only(*logger_names: str) -> Iterator[None]:
             logger.removeFilter(only_errors)
 
 
-def predict_stream_captions(
-    captioner: Captioner, samples: Iterable[Any], config: DecodingConfig | None = None
+def predict_shard_captions(
+    captioner: Captioner, urls: Sequence[str], config: DecodingConfig | None = None
 ) -> dict[str, str]:
-    """Caption a stream of samples with `.image` (PIL) and `.file_name` (as `vlkit.data.shards.read_shards`
-    yields), `config.batch_size` at a time, holding one batch in memory: {file stem: caption}."""
-    named = ((Path(sample.file_name).stem, sample.image) for sample in samples)
+    """Caption every sample of WebDataset shards (local paths or URLs, as `vlkit.data.shards.expand_shards`
+    gives them), `config.batch_size` images in memory at a time: {file stem: caption}, in shard order.
+    Under `accelerate launch` process p streams shards p, p+N, ... and every process gets all the captions
+    back in shard order."""
+    from vlkit.data.shards import read_shards
+
+    config = config or DecodingConfig()
+    state = process_state()
+    local = []
+    for k in range(state.process_index, len(urls), state.num_processes):
+        named = ((Path(sample.file_name).stem, sample.image) for sample in read_shards([urls[k]]))
+        local.append((k, _caption_named(captioner, named, config)))
     predictions: dict[str, str] = {}
-    for stem, caption in _caption_named(captioner, named, config or DecodingConfig()):
-        if stem in predictions:
-            raise VlkitError(f"shards: two samples share the file stem {stem!r}")
-        predictions[stem] = caption
+    for _, pairs in sorted(gather_in_order(local), key=lambda item: item[0]):
+        for stem, caption in pairs:
+            if stem in predictions:
+                raise VlkitError(f"shards: two samples share the file stem {stem!r}")
+            predictions[stem] = caption
     return predictions

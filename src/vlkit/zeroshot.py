@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from vlkit.data.images import read_images
-from vlkit.distributed import gather_in_order, process_range
+from vlkit.distributed import gather_in_order, process_range, process_state
 from vlkit.errors import VlkitError
 from vlkit.models.clip import Clip
 from vlkit.progress import track
@@ -249,11 +249,22 @@ def analyse_prompts(
     cache: TextEmbeddingCache | None = None,
 ) -> PromptAnalysis:
     """Encode the images once, encode every (template, class) prompt, score everything."""
-    for label in set(labels):
-        if not 0 <= label < len(class_names):
-            raise VlkitError(f"class names: label {label} has no class name ({len(class_names)} names given)")
+    check_labels(labels, class_names)
     validate_templates(templates)
     images = encode_image_files(clip, paths, batch_size, on_bad_image)
+    return analyse_embeddings(clip, images, labels, class_names, templates, unseen_class_ids, cache)
+
+
+def analyse_embeddings(
+    clip: Clip,
+    images: ImageEmbeddings,
+    labels: Sequence[int],
+    class_names: Sequence[str],
+    templates: Sequence[str],
+    unseen_class_ids: Sequence[int] = (),
+    cache: TextEmbeddingCache | None = None,
+) -> PromptAnalysis:
+    """Score images encoded once (`labels[i]` is the label of input i; `images.kept` the inputs read)."""
     if not images.kept:
         raise VlkitError("no image could be read (every image was skipped)")
     texts = encode_templates(clip, class_names, templates, cache)
@@ -261,6 +272,66 @@ def analyse_prompts(
     analysis = score_templates(images.features, texts, kept_labels, templates, class_names, unseen_class_ids)
     analysis.image_indices, analysis.skipped = images.kept, images.skipped
     return analysis
+
+
+def check_labels(labels: Sequence[int], class_names: Sequence[str]) -> None:
+    for label in set(labels):
+        if not 0 <= label < len(class_names):
+            raise VlkitError(f"class names: label {label} has no class name ({len(class_names)} names given)")
+
+
+@dataclass
+class ShardImages:
+    """Classification shards encoded once: sample `names[i]` (shard URL#file name) has label `labels[i]`."""
+
+    embeddings: ImageEmbeddings
+    labels: list[int]
+    names: list[str]
+
+
+def encode_shard_images(
+    clip: Clip, urls: Sequence[str], batch_size: int = 64, on_bad_image: str = "error"
+) -> ShardImages:
+    """Stream classification shards and encode every image once. Under `accelerate launch` process p
+    streams shards p, p+N, ... and every process gets everything back in shard order."""
+    from vlkit.data.shards import read_shards, shard_label
+
+    state = process_state()
+    local = []
+    mine = range(state.process_index, len(urls), state.num_processes)
+    for k in track(mine, "encode shards", total=len(mine)):
+        features, labels, names, skipped, batch = [], [], [], [], []
+        for sample in read_shards([urls[k]]):
+            name, label = f"{urls[k]}#{sample.file_name}", shard_label(sample)
+            try:
+                image = sample.image
+            except VlkitError as exc:
+                if on_bad_image != "skip":
+                    raise
+                skipped.append((name, str(exc)))
+                continue
+            batch.append(image)
+            labels.append(label)
+            names.append(name)
+            if len(batch) == batch_size:
+                features.append(clip.encode_images(clip.preprocess(batch)).cpu())
+                batch = []
+        if batch:
+            features.append(clip.encode_images(clip.preprocess(batch)).cpu())
+        local.append((k, features, labels, names, skipped))
+    features, labels, names, skipped = [], [], [], []
+    for _, shard_features, shard_labels, shard_names, shard_skipped in sorted(
+        gather_in_order(local), key=lambda item: item[0]
+    ):
+        features += shard_features
+        labels += shard_labels
+        names += shard_names
+        skipped += shard_skipped
+    dim = features[0].shape[1] if features else 0
+    embeddings = ImageEmbeddings(
+        torch.cat(features) if features else torch.empty(0, dim), list(range(len(names))), skipped
+    )
+    return ShardImages(embeddings, labels, names)
 
 
 def unseen_classes_of_world(dataset_root: Path, class_names: Sequence[str]) -> list[int]:
@@ -276,7 +347,7 @@ def unseen_classes_of_world(dataset_root: Path, class_names: Sequence[str]) -> l
     return []
 
 
-def analysis_to_json(analysis: PromptAnalysis, paths: Sequence[Path], model: str, data: str) -> dict:
+def analysis_to_json(analysis: PromptAnalysis, paths: Sequence[Path | str], model: str, data: str) -> dict:
     """The RESULTS.json document: per template, ensemble, per class, confusion, per image predictions."""
     best = analysis.best_template_index
     per_class_ensemble = analysis.per_class_accuracy(-1)

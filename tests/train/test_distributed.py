@@ -193,3 +193,54 @@ def test_evaluate_on_two_processes_writes_what_one_process_writes(shapes_world, 
     assert [r["image_id"] for r in rows_one] == [r["image_id"] for r in rows_two]
     assert [r["clip_score"] for r in rows_two] == pytest.approx([r["clip_score"] for r in rows_one], abs=1e-5)
     assert [p["image_id"] for p in one["pairs"]["top"]] == [p["image_id"] for p in two["pairs"]["top"]]
+
+
+def test_training_prediction_and_zeroshot_from_shards_on_two_processes_match_one(shapes_world, tmp_path):
+    # caption train reads the shards as a stream; each process encodes its own shards into the feature
+    # cache (a part per shard) and collates its half of every batch; predict captions its own shards
+    from vlkit.data.captions import load_caption_dataset
+    from vlkit.data.shards import write_shards
+
+    parts = tmp_path / "parts"
+    save_tiny_clip(parts / "clip")
+    save_tiny_gpt2(parts / "gpt2", dropout=0.0)
+    train = load_caption_dataset(shapes_world / "train.json", shapes_world / "images")
+    write_shards(train, tmp_path / "shards", per_shard=15)  # 60 images: 4 shards
+    pattern = str(tmp_path / "shards" / "data-{000000..000003}.tar")
+    args = ["--quiet", "caption", "train", "--train-shards", pattern, "--shuffle-buffer", "12", "--encoder",
+            str(parts / "clip"), "--decoder", str(parts / "gpt2"), "--tuning", "lora", "--steps", str(STEPS),
+            "--batch-size", "8", "--mixed-precision", "no", "--log-every", "1", "--max-caption-tokens",
+            "24"]  # fmt: skip
+    _single([*args, "--out", str(tmp_path / "one")])
+    _launched([*args, "--out", str(tmp_path / "two")])
+    one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    assert [step for step, _ in two] == list(range(1, STEPS + 1))
+    for (step, a), (_, b) in zip(one, two, strict=True):
+        assert abs(a - b) <= LOSS_TOLERANCE * max(1.0, abs(a)), (step, a, b)
+    cache_one = next((tmp_path / "one" / "feature_cache").iterdir())
+    cache_two = next((tmp_path / "two" / "feature_cache").iterdir())
+    assert cache_one.name == cache_two.name  # the same key: a cache built by 2 processes serves 1
+    assert sorted(p.name for p in cache_two.iterdir()) == [
+        "meta.json",
+        *(f"part-{k:06d}.npy" for k in range(4)),
+    ]
+    for name, run in (("one", _single), ("two", _launched)):  # 3 of the 4 shards: uneven between processes
+        run(["--quiet", "caption", "predict", "--model", str(tmp_path / "one"), "--shards",
+             str(tmp_path / "shards" / "data-{000000..000002}.tar"), "--batch-size", "4", "--out",
+             str(tmp_path / f"pred_{name}.json")])  # fmt: skip
+    pred_one = json.loads((tmp_path / "pred_one.json").read_text())
+    pred_two = json.loads((tmp_path / "pred_two.json").read_text())
+    assert list(pred_one) == list(pred_two) and pred_one == pred_two and len(pred_one) == 45
+    from vlkit.data.classification import load_classification_dataset
+    from vlkit.data.shards import write_classification_shards
+
+    classes = load_classification_dataset(shapes_world / "classification" / "val")
+    write_classification_shards(classes, tmp_path / "classes", per_shard=30)  # 96 images: 4 shards
+    for name, run in (("one", _single), ("two", _launched)):
+        run(["--quiet", "zeroshot", "--model", str(parts / "clip"), "--shards",
+             str(tmp_path / "classes" / "data-{000000..000003}.tar"), "--templates", "seed", "--batch-size",
+             "8", "--out", str(tmp_path / f"zs_{name}.json")])  # fmt: skip
+    zs_one = json.loads((tmp_path / "zs_one.json").read_text())
+    zs_two = json.loads((tmp_path / "zs_two.json").read_text())
+    assert zs_one["n_images"] == zs_two["n_images"] == 96
+    assert zs_one["predictions"] == zs_two["predictions"]

@@ -8,9 +8,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from vlkit.data.captions import load_caption_dataset
+from vlkit.data.captions import CaptionDataset, load_caption_dataset
 from vlkit.data.classification import IMAGE_EXTENSIONS
 from vlkit.data.files import write_json_atomic
+from vlkit.data.shards import ShardSource, shard_source
 from vlkit.distributed import process_state
 from vlkit.errors import VlkitError
 from vlkit.generate import DecodingConfig, predict_captions
@@ -32,9 +33,20 @@ _OPTIONS_HELP = " | ".join(
 @app.command("train")
 def train(
     data: Path = typer.Option(
-        ...,
+        None,
         "--data",
         help="Folder with train.json and (optional) val.json, COCO caption layout (e.g. a shapes world).",
+    ),
+    train_shards: str = typer.Option(
+        None,
+        "--train-shards",
+        help="Train on WebDataset shards instead of DATA/train.json, read as a stream: "
+        "'DIR/data-{000000..000099}.tar' or a URL pattern (val.json still from --data, if given).",
+    ),
+    shuffle_buffer: int = typer.Option(
+        1000,
+        "--shuffle-buffer",
+        help="With --train-shards: samples in the shuffling buffer (0: shard order).",
     ),
     encoder: str = typer.Option(
         ...,
@@ -114,9 +126,15 @@ def train(
         checkpoint_every,
     )
     loop.seed, loop.mixed_precision, loop.log_every = seed, mixed_precision, log_every
-    train_set = load_caption_dataset(data / "train.json", train_images or data / "images")
-    val_file = data / "val.json"
-    val_set = load_caption_dataset(val_file, val_images or data / "images") if val_file.is_file() else None
+    if data is None and train_shards is None:
+        raise VlkitError("give --data (a folder with train.json) or --train-shards (a shard pattern)")
+    if train_shards is not None:
+        train_set: CaptionDataset | ShardSource = shard_source(train_shards, shuffle_buffer)
+    else:
+        train_set = load_caption_dataset(data / "train.json", train_images or data / "images")
+    val_set = None
+    if data is not None and (data / "val.json").is_file():
+        val_set = load_caption_dataset(data / "val.json", val_images or data / "images")
     result = train_captioner(config, train_set, val_set, out, resume=resume)
     if not process_state().is_main_process:  # under `accelerate launch`: one report, from the main process
         return
@@ -158,15 +176,13 @@ def predict(
     )
     if (images is None) == (shards is None):
         raise VlkitError("give either --images or --shards")
-    if shards is not None and process_state().num_processes > 1:
-        raise VlkitError("--shards: reading shards on several processes is not supported yet")
     paths = _image_files(images) if images is not None else []
     captioner = load_captioner(model, resolve_device(device), resolve_precision(precision))
     if shards is not None:
-        from vlkit.data.shards import read_shards
-        from vlkit.generate import predict_stream_captions
+        from vlkit.data.shards import expand_shards
+        from vlkit.generate import predict_shard_captions
 
-        predictions = predict_stream_captions(captioner, read_shards(shards), decoding)
+        predictions = predict_shard_captions(captioner, expand_shards(shards), decoding)
     else:
         predictions = predict_captions(captioner, paths, decoding)
     if not process_state().is_main_process:  # every process has every caption; one writes them

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from vlkit.cli.inspect import inspect
 from vlkit.data.shapes import COLOURS, SHAPES, ShapesConfig, WorldSummary, generate_world
+from vlkit.errors import VlkitError
 
 app = typer.Typer(help="Generate the shapes world, inspect datasets, write shards.", no_args_is_help=True)
 app.command("inspect")(inspect)
@@ -82,23 +83,45 @@ def _print_summary(console: Console, summary: WorldSummary) -> None:
 
 @app.command("shard")
 def shard(
-    annotations: Path = typer.Option(
-        ..., "--annotations", help="COCO-layout caption JSON (e.g. WORLD/train.json) to write as shards."
-    ),
     out: Path = typer.Option(..., "--out", help="Folder for data-000000.tar, data-000001.tar, ..."),
+    annotations: Path = typer.Option(
+        None, "--annotations", help="COCO-layout caption JSON (e.g. WORLD/train.json) to write as shards."
+    ),
+    classification: Path = typer.Option(
+        None,
+        "--classification",
+        help="Instead of --annotations: a classification folder (e.g. WORLD/classification/val), for "
+        "`vlkit zeroshot --shards`; id2label.json is written beside the shards.",
+    ),
     images: Path = typer.Option(
         None, "--images", help="Root of the annotation file's images (default: its folder/images)."
     ),
     per_shard: int = typer.Option(1000, "--per-shard", help="Samples per tar shard."),
 ) -> None:
-    """Write a caption dataset as WebDataset tar shards (img2dataset layout: KEY.png, KEY.txt, KEY.json)."""
-    from vlkit.data.captions import load_caption_dataset
-    from vlkit.data.shards import write_shards
+    """Write a caption dataset (or a classification folder) as WebDataset tar shards, img2dataset layout:
+    KEY.png, KEY.txt (or KEY.cls), KEY.json."""
+    from vlkit.data.shards import write_classification_shards, write_shards
 
-    dataset = load_caption_dataset(annotations, images or annotations.parent / "images")
-    shards = write_shards(dataset, out, per_shard)
+    if (annotations is None) == (classification is None):
+        raise VlkitError("give either --annotations (captions) or --classification (a classification folder)")
+    if annotations is not None:
+        from vlkit.data.captions import load_caption_dataset
+
+        dataset = load_caption_dataset(annotations, images or annotations.parent / "images")
+        shards = write_shards(dataset, out, per_shard)
+        count = len(dataset)
+    else:
+        from vlkit.data.classification import load_classification_dataset
+        from vlkit.zeroshot import unseen_classes_of_world
+
+        classes = load_classification_dataset(classification)
+        unseen = unseen_classes_of_world(classification, classes.class_names)
+        shards = write_classification_shards(
+            classes, out, per_shard, [classes.class_names[i] for i in unseen]
+        )
+        count = len(classes)
     Console().print(
-        f"[green]wrote[/] {len(dataset)} samples in {len(shards)} shard(s) to {out} "
+        f"[green]wrote[/] {count} samples in {len(shards)} shard(s) to {out} "
         f"(read them as {out}/data-{{000000..{len(shards) - 1:06d}}}.tar)",
         soft_wrap=True,  # a path to copy, not to wrap
     )

@@ -34,14 +34,16 @@ from transformers.modeling_outputs import BaseModelOutput
 from vlkit.data.captions import CaptionDataset
 from vlkit.data.files import write_json_atomic
 from vlkit.data.images import read_image
+from vlkit.data.shards import ShardSample, ShardSource
 from vlkit.distributed import process_state
 from vlkit.errors import VlkitError
 from vlkit.generate import DecodingConfig, caption_features
 from vlkit.metrics.cider import cider_d
 from vlkit.models.captioner import Captioner, CaptionerSpec, build_captioner
 from vlkit.models.tuning import ParameterCount, tuning_method
-from vlkit.train.feature_cache import FeatureCache, build_feature_cache
+from vlkit.train.feature_cache import FeatureCache, ImageParts, build_feature_cache
 from vlkit.train.loop import LOSS_LOG, LoopConfig, run_training
+from vlkit.train.stream import StreamBatches, batch_picks
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +157,8 @@ class ImagePixels:
 
 
 class CaptionBatches:
-    """Step-indexed batches: epoch e is a seeded permutation of the images, each with a seeded caption."""
+    """Step-indexed batches: epoch e is a seeded permutation of the images, each with a caption picked per
+    batch (`batch_picks`)."""
 
     def __init__(self, images: Any, tokens: list[CaptionTokens], batch_size: int, seed: int):
         self.images, self.tokens, self.seed = images, tokens, seed
@@ -164,18 +167,24 @@ class CaptionBatches:
 
     def __call__(self, step: int) -> dict[str, torch.Tensor]:
         epoch, index = divmod(step, self.per_epoch)
-        rng = np.random.default_rng([self.seed, epoch])
-        order = rng.permutation(len(self.tokens))
-        picks = rng.integers(0, 1 << 30, size=len(self.tokens))
-        chosen = order[index * self.batch_size : (index + 1) * self.batch_size]
-        rows = [(self.tokens[i], picks[i] % len(self.tokens[i].inputs)) for i in chosen]
-        labels = torch.stack([t.labels[p] for t, p in rows])
-        return {
-            **self.images(chosen),
-            "decoder_input_ids": torch.stack([t.inputs[p] for t, p in rows]),
-            "decoder_attention_mask": (labels != -100).long(),  # the caption's tokens, not the padding
-            "labels": labels,
-        }
+        chosen = self.epoch_order(epoch)[index * self.batch_size : (index + 1) * self.batch_size]
+        picks = batch_picks(self.seed, epoch, index, len(chosen))
+        return {**self.images(chosen), **caption_rows([self.tokens[i] for i in chosen], picks)}
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The images of `epoch` in the order it trains on them."""
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.tokens))
+
+
+def caption_rows(tokens: Sequence[CaptionTokens], picks: np.ndarray) -> dict[str, torch.Tensor]:
+    """The decoder's tensors for one caption of each image: the `picks[j] % captions`-th of image j's."""
+    rows = [(t, p % len(t.inputs)) for t, p in zip(tokens, picks, strict=True)]
+    labels = torch.stack([t.labels[p] for t, p in rows])
+    return {
+        "decoder_input_ids": torch.stack([t.inputs[p] for t, p in rows]),
+        "decoder_attention_mask": (labels != -100).long(),  # the caption's tokens, not the padding
+        "labels": labels,
+    }
 
 
 def make_caption_loss(trains_encoder: bool, processes: int = 1):
@@ -217,12 +226,13 @@ def make_caption_loss(trains_encoder: bool, processes: int = 1):
 
 def train_captioner(
     config: CaptionTrainConfig,
-    train: CaptionDataset,
+    train: CaptionDataset | ShardSource,
     val: CaptionDataset | None,
     out_dir: Path,
     resume: bool = False,
 ) -> CaptionTrainResult:
-    """Build the captioner, train it on `train` (CIDEr-D on `val` every epoch) and save it to `out_dir`."""
+    """Build the captioner, train it on `train` (a caption dataset, or WebDataset shards read as a stream)
+    with CIDEr-D on `val` every epoch, and save it to `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     captioner = build_captioner(config.spec())
     captioner.model.to(process_state().device)  # before the cache is built, so the encoder runs there
@@ -231,12 +241,19 @@ def train_captioner(
     trains_encoder = captioner.method.trains_encoder
     use_cache = config.feature_cache and not trains_encoder
     cache_root = Path(config.feature_cache_dir) if config.feature_cache_dir else out_dir / "feature_cache"
-    train_cache = _cache(captioner, train.image_paths(), cache_root, config) if use_cache else None
-    images = CachedFeatures(train_cache) if train_cache else ImagePixels(captioner, train.image_paths())
-    tokens = [
-        tokenize_captions(captioner, image.captions, config.max_caption_tokens) for image in train.images
-    ]
-    batches = CaptionBatches(images, tokens, config.batch_size, config.loop.seed)
+    train_cache = None
+    if isinstance(train, ShardSource):
+        if use_cache:
+            train_cache = _cache(captioner, ImageParts.from_shards(train.shards), cache_root, config)
+        batches: CaptionBatches | StreamBatches = _stream_batches(captioner, train, train_cache, config)
+    else:
+        if use_cache:
+            train_cache = _cache(captioner, ImageParts.from_paths(train.image_paths()), cache_root, config)
+        images = CachedFeatures(train_cache) if train_cache else ImagePixels(captioner, train.image_paths())
+        tokens = [
+            tokenize_captions(captioner, image.captions, config.max_caption_tokens) for image in train.images
+        ]
+        batches = CaptionBatches(images, tokens, config.batch_size, config.loop.seed)
     loop = dataclasses.replace(config.loop)
     if config.epochs is not None:
         if config.epochs < 1:
@@ -258,6 +275,7 @@ def train_captioner(
         resume,
         validator,
         extra_log_steps=epoch_ends,
+        batches_are_shares=isinstance(batches, StreamBatches),
     )
     main_process = process_state().is_main_process
     if main_process:
@@ -277,12 +295,40 @@ def train_captioner(
     return outcome
 
 
-def _cache(
-    captioner: Captioner, paths: Sequence[Path], root: Path, config: CaptionTrainConfig
-) -> FeatureCache:
-    # Under `accelerate launch` the main process writes the cache and the others then find it complete.
-    with process_state().main_process_first():
-        return build_feature_cache(captioner, paths, root, config.eval_batch_size, config.feature_dtype)
+def _cache(captioner: Captioner, images: ImageParts, root: Path, config: CaptionTrainConfig) -> FeatureCache:
+    # Under `accelerate launch` every process encodes its share of the parts.
+    return build_feature_cache(captioner, images, root, config.eval_batch_size, config.feature_dtype)
+
+
+def _stream_batches(
+    captioner: Captioner, source: ShardSource, cache: FeatureCache | None, config: CaptionTrainConfig
+) -> StreamBatches:
+    """Batches of a shard stream: features from the cache by ordinal, or the samples' pixels."""
+
+    def collate(samples: list[ShardSample], picks: np.ndarray) -> dict[str, torch.Tensor]:
+        for sample in samples:
+            if not sample.captions:
+                raise VlkitError(f"{sample.where}: no caption to train on")
+        chosen = [
+            sample.captions[pick % len(sample.captions)] for sample, pick in zip(samples, picks, strict=True)
+        ]
+        tokens = [tokenize_captions(captioner, [caption], config.max_caption_tokens) for caption in chosen]
+        if cache is not None:
+            images = {"encoder_hidden_states": cache.rows([sample.ordinal for sample in samples])}
+        else:
+            images = {"pixel_values": captioner.preprocess([sample.image for sample in samples])}
+        return {**images, **caption_rows(tokens, np.zeros(len(tokens), dtype=np.int64))}
+
+    state = process_state()
+    return StreamBatches(
+        source.shards,
+        config.batch_size,
+        config.loop.seed,
+        source.shuffle_buffer,
+        collate,
+        state.process_index,
+        state.num_processes,
+    )
 
 
 def _result_json(outcome: CaptionTrainResult, steps: int) -> dict[str, Any]:
@@ -314,7 +360,9 @@ class _Validator:
         self.captioner, self.out_dir, self.steps = captioner, out_dir, steps
         self.images = val.images[: config.val_limit] if config.val_limit else val.images
         paths = [image.path for image in self.images]
-        self.cache = _cache(captioner, paths, cache_root, config) if cache_root else None
+        self.cache = (
+            _cache(captioner, ImageParts.from_paths(paths), cache_root, config) if cache_root else None
+        )
         self.batch_size = config.eval_batch_size
         self.best: float | None = None
         self.best_step: int | None = None

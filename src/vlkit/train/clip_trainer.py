@@ -22,11 +22,13 @@ from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 from vlkit.data.captions import CaptionDataset
 from vlkit.data.files import write_json_atomic
 from vlkit.data.images import read_image
+from vlkit.data.shards import ShardSample, ShardSource
 from vlkit.distributed import process_state
 from vlkit.errors import VlkitError
 from vlkit.models.text_tokenizer import train_bpe_tokenizer
 from vlkit.progress import track
 from vlkit.train.loop import LoopConfig, run_training, validation_logger
+from vlkit.train.stream import StreamBatches, batch_picks
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +224,9 @@ class CaptionBatches:
         self.group_size, self.end_id, self.negative_ids = group_size, end_id, negative_ids
         self.per_epoch = max(1, len(pixels) // batch_size)
 
-    def _order(self, rng: np.random.Generator) -> np.ndarray:
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The images of `epoch` in the order it trains on them."""
+        rng = np.random.default_rng([self.seed, epoch])
         n = len(self.pixels)
         groups = -(-n // self.group_size)
         order = (rng.permutation(groups)[:, None] * self.group_size + np.arange(self.group_size)).ravel()
@@ -230,12 +234,9 @@ class CaptionBatches:
 
     def __call__(self, step: int) -> dict[str, torch.Tensor]:
         epoch, index = divmod(step, self.per_epoch)
-        rng = np.random.default_rng([self.seed, epoch])
-        order = self._order(rng)
-        chosen = order[index * self.batch_size : (index + 1) * self.batch_size]
-        picks = rng.integers(0, 1 << 30, size=len(self.pixels))[chosen]
-        pairs = zip(chosen, picks, strict=True)
-        pairs = [(i, p % len(self.token_ids[i])) for i, p in pairs]
+        chosen = self.epoch_order(epoch)[index * self.batch_size : (index + 1) * self.batch_size]
+        picks = batch_picks(self.seed, epoch, index, len(chosen))
+        pairs = [(i, p % len(self.token_ids[i])) for i, p in zip(chosen, picks, strict=True)]
         ids = torch.stack([self.token_ids[i][c] for i, c in pairs])
         batch = {"pixel_values": normalize_pixels(self.pixels[chosen])}
         if self.negative_ids is not None:
@@ -243,12 +244,16 @@ class CaptionBatches:
             if self.end_id is not None:  # an empty negative (no word to swap) only costs time
                 negatives = negatives[negatives[:, 1] != self.end_id]
             ids = torch.cat([ids, negatives])
-        if self.end_id is not None:
-            # Columns after every row's first end token change nothing (causal mask, pooled at the end
-            # token) but cost time: captions average 13 tokens of the 32 kept.
-            ids = ids[:, : int((ids == self.end_id).int().argmax(dim=-1).max()) + 1]
-        batch["input_ids"] = ids
+        batch["input_ids"] = trim_padding(ids, self.end_id)
         return batch
+
+
+def trim_padding(ids: torch.Tensor, end_id: int | None) -> torch.Tensor:
+    """Drop the columns after every row's first end token: they change nothing (causal mask, pooled at the
+    end token) but cost time: captions average 13 tokens of the 32 kept."""
+    if end_id is None:
+        return ids
+    return ids[:, : int((ids == end_id).int().argmax(dim=-1).max()) + 1]
 
 
 def contrastive_loss(model: CLIPModel, batch: dict[str, torch.Tensor], gather: bool = False) -> torch.Tensor:
@@ -302,16 +307,20 @@ def hard_negative_captions(dataset: CaptionDataset, groups: list[list[str]], see
 
 def train_clip(
     config: ClipTrainConfig,
-    train: CaptionDataset,
+    train: CaptionDataset | ShardSource,
     val: CaptionDataset | None,
     out_dir: Path,
     resume: bool = False,
 ) -> Path:
-    """Train a CLIP on `train` (validation loss on `val`), save it to `out_dir` in the HF layout."""
+    """Train a CLIP on `train` (a caption dataset, or WebDataset shards read as a stream), with a validation
+    loss on `val`, and save it to `out_dir` in the HF layout."""
     arch = config.architecture
     main_process = process_state().is_main_process  # under `accelerate launch`, only it writes files
+    streaming = isinstance(train, ShardSource)
     if config.swap_groups and process_state().num_processes > 1:
         raise VlkitError("--swap-group: hard negatives are not supported with more than one process yet")
+    if config.swap_groups and streaming:
+        raise VlkitError("--swap-group: hard negatives are not supported with --train-shards yet")
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer_dir = out_dir / "tokenizer"
     if resume and (tokenizer_dir / "tokenizer.json").is_file():
@@ -319,28 +328,32 @@ def train_clip(
 
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     else:  # every process trains the same tokenizer (deterministic); the main one saves it
-        tokenizer = train_bpe_tokenizer(train.all_captions(), arch.vocab_size, True, arch.max_text_length)
+        captions = _stream_captions(train) if streaming else train.all_captions()
+        tokenizer = train_bpe_tokenizer(captions, arch.vocab_size, True, arch.max_text_length)
         if main_process:
             tokenizer.save_pretrained(tokenizer_dir)
     if main_process:
         write_json_atomic(out_dir / TRAIN_CONFIG_FILE, asdict(config))
     model = build_clip(arch, tokenizer.eos_token_id, tokenizer.bos_token_id, config.loop.seed)
-    negatives = None
-    if config.swap_groups:
-        negatives = _tokenize_captions(
-            tokenizer,
-            hard_negative_captions(train, config.swap_groups, config.loop.seed),
-            arch.max_text_length,
+    if streaming:
+        batches: CaptionBatches | StreamBatches = _stream_batches(train, tokenizer, config)
+    else:
+        negatives = None
+        if config.swap_groups:
+            negatives = _tokenize_captions(
+                tokenizer,
+                hard_negative_captions(train, config.swap_groups, config.loop.seed),
+                arch.max_text_length,
+            )
+        batches = CaptionBatches(
+            load_pixels(train, arch),
+            _tokenize_captions(tokenizer, [item.captions for item in train.images], arch.max_text_length),
+            config.batch_size,
+            config.loop.seed,
+            config.group_size,
+            tokenizer.eos_token_id,
+            negatives,
         )
-    batches = CaptionBatches(
-        load_pixels(train, arch),
-        _tokenize_captions(tokenizer, [item.captions for item in train.images], arch.max_text_length),
-        config.batch_size,
-        config.loop.seed,
-        config.group_size,
-        tokenizer.eos_token_id,
-        negatives,
-    )
     on_log = None
     if val is not None and len(val) > 0:
         val_batch = CaptionBatches(
@@ -351,13 +364,74 @@ def train_clip(
         )(0)
         on_log = validation_logger(model, contrastive_loss, val_batch, config.eval_every)
     loss = functools.partial(contrastive_loss, gather=process_state().num_processes > 1)
-    run_training(model, model.parameters(), batches, loss, config.loop, out_dir, resume, on_log)
+    run_training(
+        model,
+        model.parameters(),
+        batches,
+        loss,
+        config.loop,
+        out_dir,
+        resume,
+        on_log,
+        batches_are_shares=streaming,
+    )
     if main_process:
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
         image_processor_for(arch).save_pretrained(out_dir)
         log.info("saved CLIP to %s", out_dir)
     return out_dir
+
+
+def _stream_captions(source: ShardSource) -> list[str]:
+    """Every caption of the shard set (one pass, images left undecoded), for the tokenizer."""
+    captions = [c for sample in track(source.shards.stream(), "read captions", total=source.shards.total)
+                for c in sample.captions]  # fmt: skip
+    if not captions:
+        raise VlkitError(f"{source.shards.urls[0]}: the shards hold no captions")
+    return captions
+
+
+def _stream_batches(source: ShardSource, tokenizer, config: ClipTrainConfig) -> StreamBatches:
+    """Batches of a shard stream, made as the folder path makes them: the model's image processor's uint8
+    pixels, normalized; one picked caption per image, padded to the longest row's end token."""
+    arch = config.architecture
+    processor = image_processor_for(arch)
+
+    def collate(samples: list[ShardSample], picks: np.ndarray) -> dict[str, torch.Tensor]:
+        for sample in samples:
+            if not sample.captions:
+                raise VlkitError(f"{sample.where}: no caption to train on")
+        resized = processor(
+            images=[sample.image for sample in samples],
+            do_rescale=False,
+            do_normalize=False,
+            return_tensors="pt",
+        )["pixel_values"]
+        pixels = resized.round().clamp(0, 255).to(torch.uint8)
+        chosen = [s.captions[p % len(s.captions)] for s, p in zip(samples, picks, strict=True)]
+        ids = tokenizer(
+            chosen,
+            padding="max_length",
+            truncation=True,
+            max_length=arch.max_text_length,
+            return_tensors="pt",
+        )["input_ids"]
+        return {
+            "pixel_values": normalize_pixels(pixels),
+            "input_ids": trim_padding(ids, tokenizer.eos_token_id),
+        }
+
+    state = process_state()
+    return StreamBatches(
+        source.shards,
+        config.batch_size,
+        config.loop.seed,
+        source.shuffle_buffer,
+        collate,
+        state.process_index,
+        state.num_processes,
+    )
 
 
 def read_train_config(model_dir: Path) -> ClipTrainConfig:

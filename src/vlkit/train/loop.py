@@ -108,6 +108,7 @@ def run_training(
     resume: bool = False,
     on_log: Callable[[int, dict[str, Any]], dict[str, Any]] | None = None,
     extra_log_steps: Collection[int] = (),
+    batches_are_shares: bool = False,
 ) -> LoopResult:
     """Train `model` for `config.steps` steps; checkpoints go to `out_dir/checkpoints`, the log to `out_dir`.
 
@@ -115,7 +116,9 @@ def run_training(
     processes each process trains on its N-th share (`process_share`) and DDP averages the gradients.
     `loss_fn(model, batch)` returns a scalar loss. `on_log(step, record)` may add fields (e.g. a validation
     loss) to each log record; a record is written every `config.log_every` steps, at the last step and at
-    each of `extra_log_steps` (e.g. the ends of epochs, for a per-epoch validation).
+    each of `extra_log_steps` (e.g. the ends of epochs, for a per-epoch validation). With
+    `batches_are_shares`, `batch_for_step` already returns this process's share (a shard stream's batches
+    decode only their own images).
     """
     accelerator = make_accelerator(config.mixed_precision)
     params = [p for p in parameters if p.requires_grad]
@@ -139,7 +142,7 @@ def run_training(
             step_start = time.perf_counter()
             torch.manual_seed(_step_seed(config.seed, step, accelerator.process_index))
             batch = batch_for_step(step)
-            if accelerator.num_processes > 1:
+            if accelerator.num_processes > 1 and not batches_are_shares:
                 batch = process_share(batch, accelerator.process_index, accelerator.num_processes)
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.autocast():
