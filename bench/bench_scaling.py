@@ -6,6 +6,10 @@ batch over the mean step time the loop logs (start-up, tokenizer training and ch
 as the steps between the first and the last log record). The peer is the one-process run: on a 2-core
 machine two processes split the same cores, so the row says what the gradient all-reduce and the gathered
 contrastive loss cost, not a speed-up a user with more cores or GPUs would see.
+
+A second row runs the one-process command on the same images written as WebDataset shards
+(`--train-shards`, shuffling buffer 1000): the folder path holds every image's pixels in memory, decoded
+once; the stream decodes each PNG at every step, so the row is what streaming costs.
 """
 
 from __future__ import annotations
@@ -65,7 +69,30 @@ def run(quick: bool) -> list[BenchRow]:
             check=True,
             capture_output=True,
         )
+        subprocess.run(
+            [*vlkit, "data", "shard", "--annotations", str(root / "world" / "train.json"), "--out",
+             str(root / "shards"), "--per-shard", str(images // 4)],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        pattern = str(root / "shards" / "data-{000000..000003}.tar")
+        subprocess.run(
+            [
+                *vlkit,
+                *train,
+                "--train-shards",
+                pattern,
+                "--shuffle-buffer",
+                "1000",
+                "--out",
+                str(root / "shards_run"),
+            ],
+            env={**env, "OMP_NUM_THREADS": str(cores)},
+            check=True,
+            capture_output=True,
+        )
         one, two = _images_per_second(root / "one", batch), _images_per_second(root / "two", batch)
+        streamed = _images_per_second(root / "shards_run", batch)
     return [
         BenchRow(
             "scaling",
@@ -80,5 +107,18 @@ def run(quick: bool) -> list[BenchRow]:
             f"embedded default's CLIP, global batch {batch}, {steps} steps, {cores} cores in all: 1 process "
             f"with {cores} threads against 2 with {max(1, cores // 2)} each; the same cores shared, so this "
             "is the cost of the all-reduce and the gathered loss, not a speed-up",
-        )
+        ),
+        BenchRow(
+            "scaling",
+            "CLIP training images/s, WebDataset shard stream vs image folder (1 process)",
+            streamed,
+            one,
+            "images/s",
+            True,
+            "report",
+            True,
+            COMMAND,
+            f"the same {images} images as 4 shards, shuffling buffer 1000; the folder path decodes every "
+            "image once into memory, the stream decodes each image at every step",
+        ),
     ]

@@ -10,6 +10,7 @@ from vlkit.data.captions import CaptionDataset, load_caption_dataset
 from vlkit.data.classification import ClassificationDataset, load_classification_dataset
 from vlkit.data.images import read_image
 from vlkit.data.shapes import ShapesConfig, generate_world
+from vlkit.data.shards import ShardSet, ShardSource, read_shards, write_shards
 from vlkit.errors import VlkitError
 from vlkit.models.clip import Clip, ClipSpec, load_clip
 from vlkit.train.clip_trainer import ClipTrainConfig, train_clip
@@ -25,6 +26,8 @@ __all__ = [
     "ClipTrainConfig",
     "PromptAnalysis",
     "ShapesConfig",
+    "ShardSet",
+    "ShardSource",
     "VlkitError",
     "__version__",
     "analyse_prompts",
@@ -33,7 +36,9 @@ __all__ = [
     "load_classification_dataset",
     "load_clip",
     "read_image",
+    "read_shards",
     "resolve_templates",
     "score_templates",
     "train_clip",
+    "write_shards",
 ]

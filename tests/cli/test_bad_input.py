@@ -123,6 +123,54 @@ def _model_file(tmp: Path, world: Path, models: dict[str, Path]) -> list[str]:
     return _zeroshot(model=str(tmp / "model.txt"))(tmp, world, models)
 
 
+def _tar(path: Path, members: dict[str, bytes]) -> Path:
+    """A tar shard holding `members` (name: bytes)."""
+    import io
+    import tarfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _predict_shard(members: dict[str, bytes] | bytes):
+    """`vlkit caption predict --shards` on one shard (raw bytes: a file that is not a tar)."""
+
+    def args(tmp: Path, world: Path, models: dict[str, Path]) -> list[str]:
+        shard = tmp / "shards" / "data-000000.tar"
+        if isinstance(members, bytes):
+            shard.parent.mkdir()
+            shard.write_bytes(members)
+        else:
+            _tar(shard, members)
+        return ["caption", "predict", "--model", str(models["captioner"]), "--shards", str(shard),
+                "--out", str(tmp / "pred.json")]  # fmt: skip
+
+    return args
+
+
+def _train_shards(*extra: str):
+    def args(tmp: Path, world: Path, models: dict[str, Path]) -> list[str]:
+        shard = tmp / "shards" / "data-000000.tar"
+        shard.parent.mkdir()
+        shard.write_bytes(b"not a tar at all" * 100)
+        return ["caption", "train", "--train-shards", str(shard), "--encoder", str(models["clip"]),
+                "--decoder", str(models["captioner"]), "--out", str(tmp / "cap"), *extra]  # fmt: skip
+
+    return args
+
+
+def _unlabelled_classification_shard(tmp: Path, world: Path, models: dict[str, Path]) -> list[str]:
+    png = next((world / "classification" / "val").glob("*.png")).read_bytes()
+    shard = _tar(tmp / "classes" / "data-000000.tar", {"a.png": png, "a.json": b'{"file_name": "a.png"}'})
+    (tmp / "classes" / "id2label.json").write_text('{"0": "red circle"}')
+    return ["zeroshot", "--model", str(models["clip"]), "--shards", str(shard), "--out", str(tmp / "zs.json")]
+
+
 def _first_image(data: dict) -> dict:
     return data["images"][0]
 
@@ -204,6 +252,24 @@ ERRORS: dict[str, tuple[Callable, str]] = {
     "predictions that are not JSON": (_predictions(lambda p: "{oops"), "pred.json"),
     "a prediction that is not a string": (_predictions(lambda p: {**p, next(iter(p)): 42}), "pred.json"),
     "an unknown metric": (lambda t, w, m: [*_predictions(lambda p: p)(t, w, m)[:-1], "bleu5"], "bleu5"),
+    "a shard that is not a tar (predict)": (
+        _predict_shard(b"not a tar at all" * 100),
+        "data-000000.tar: not a readable tar shard",
+    ),
+    "a shard that is not a tar (train)": (_train_shards(), "data-000000.tar: not a readable tar shard"),
+    "a shard sample with a broken image": (
+        _predict_shard({"k.png": b"\x89PNG broken", "k.json": b"{}"}),
+        "data-000000.tar: sample k: not an image file that can be read",
+    ),
+    "a shard sample without its .json": (
+        _predict_shard({"k.png": b"x"}),
+        "needs an image (.png/.jpg) and a .json",
+    ),
+    "a classification shard sample without a label": (_unlabelled_classification_shard, "integer `label`"),
+    "a negative shuffle buffer": (
+        _train_shards("--shuffle-buffer", "-1"),
+        "--shuffle-buffer: must be 0 or more",
+    ),
 }
 
 

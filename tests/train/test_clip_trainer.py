@@ -13,7 +13,7 @@ from vlkit.cli.main import main
 from vlkit.data.captions import load_caption_dataset
 from vlkit.errors import VlkitError
 from vlkit.models.clip import load_clip
-from vlkit.train import clip_trainer
+from vlkit.train import clip_trainer, negatives
 from vlkit.train.checkpoint import list_checkpoints
 from vlkit.train.clip_trainer import ClipTrainConfig, train_clip
 from vlkit.train.loop import LoopConfig
@@ -136,20 +136,20 @@ def test_a_swapped_caption_differs_in_exactly_one_group_word():
     rng = np.random.default_rng(0)
     caption = "a red circle to the left of a blue square."
     for _ in range(50):
-        negative = clip_trainer.swap_one_word(caption, [SHAPES], rng)
+        negative = negatives.swap_one_word(caption, [SHAPES], rng)
         before, after = caption.split(" "), negative.split(" ")
         changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
         assert len(changed) == 1
         old, new = (word.strip(".") for word in changed[0])
         assert old in SHAPES and new in SHAPES and old != new
-    assert clip_trainer.swap_one_word("a red star", [SHAPES], rng) is None
-    assert clip_trainer.swap_one_word("a circle", [["circle"]], rng) is None  # nothing to swap it for
+    assert negatives.swap_one_word("a red star", [SHAPES], rng) is None
+    assert negatives.swap_one_word("a circle", [["circle"]], rng) is None  # nothing to swap it for
 
 
 def test_hard_negatives_join_the_image_side_of_the_loss(datasets):
     train, _ = datasets
-    negatives = clip_trainer.hard_negative_captions(train, [SHAPES], seed=0)
-    assert [len(n) for n in negatives] == [len(image.captions) for image in train.images]
+    swapped = negatives.hard_negative_captions(train, [SHAPES], seed=0)
+    assert [len(n) for n in swapped] == [len(image.captions) for image in train.images]
     model = clip_trainer.build_clip(TINY_CLIP, 1, 0, seed=0)
     logit_scale = model.logit_scale.exp().item()
     pixels = torch.randn(4, 3, 32, 32)
@@ -181,15 +181,14 @@ def test_training_with_hard_negatives_runs_and_records_them(datasets, tmp_path):
 
 
 def test_swapped_negatives_keep_to_the_training_texts_trigrams():
-    seen = clip_trainer.caption_trigrams(["a red square", "a blue circle", "a red star"])
+    seen = negatives.caption_trigrams(["a red square", "a blue circle", "a red star"])
     rng = np.random.default_rng(0)
     # "a red circle" never occurs in training (a held-out pair): it must not be made as a negative
     made = {
-        clip_trainer.swap_one_word("a red square", [["square", "circle", "star"]], rng, seen)
-        for _ in range(30)
+        negatives.swap_one_word("a red square", [["square", "circle", "star"]], rng, seen) for _ in range(30)
     }
     assert made == {"a red star"}
-    assert clip_trainer.swap_one_word("a red square", [["square", "circle"]], rng, seen) is None
+    assert negatives.swap_one_word("a red square", [["square", "circle"]], rng, seen) is None
 
 
 def test_clip_train_takes_swap_groups_and_rejects_a_group_of_one(shapes_world, tmp_path, capsys):

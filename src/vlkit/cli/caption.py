@@ -8,10 +8,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from vlkit.data.captions import CaptionDataset, load_caption_dataset
+from vlkit.cli.train_data import SHUFFLE_BUFFER, TRAIN_SHARDS, training_data
+from vlkit.data.captions import load_caption_dataset
 from vlkit.data.classification import IMAGE_EXTENSIONS
 from vlkit.data.files import write_json_atomic
-from vlkit.data.shards import ShardSource, shard_source
 from vlkit.distributed import process_state
 from vlkit.errors import VlkitError
 from vlkit.generate import DecodingConfig, predict_captions
@@ -37,17 +37,8 @@ def train(
         "--data",
         help="Folder with train.json and (optional) val.json, COCO caption layout (e.g. a shapes world).",
     ),
-    train_shards: str = typer.Option(
-        None,
-        "--train-shards",
-        help="Train on WebDataset shards instead of DATA/train.json, read as a stream: "
-        "'DIR/data-{000000..000099}.tar' or a URL pattern (val.json still from --data, if given).",
-    ),
-    shuffle_buffer: int = typer.Option(
-        1000,
-        "--shuffle-buffer",
-        help="With --train-shards: samples in the shuffling buffer (0: shard order).",
-    ),
+    train_shards: str = TRAIN_SHARDS,
+    shuffle_buffer: int = SHUFFLE_BUFFER,
     encoder: str = typer.Option(
         ...,
         "--encoder",
@@ -126,15 +117,7 @@ def train(
         checkpoint_every,
     )
     loop.seed, loop.mixed_precision, loop.log_every = seed, mixed_precision, log_every
-    if data is None and train_shards is None:
-        raise VlkitError("give --data (a folder with train.json) or --train-shards (a shard pattern)")
-    if train_shards is not None:
-        train_set: CaptionDataset | ShardSource = shard_source(train_shards, shuffle_buffer)
-    else:
-        train_set = load_caption_dataset(data / "train.json", train_images or data / "images")
-    val_set = None
-    if data is not None and (data / "val.json").is_file():
-        val_set = load_caption_dataset(data / "val.json", val_images or data / "images")
+    train_set, val_set = training_data(data, train_shards, shuffle_buffer, train_images, val_images)
     result = train_captioner(config, train_set, val_set, out, resume=resume)
     if not process_state().is_main_process:  # under `accelerate launch`: one report, from the main process
         return

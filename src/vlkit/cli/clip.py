@@ -7,9 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from vlkit.data.captions import CaptionDataset, load_caption_dataset
+from vlkit.cli.train_data import SHUFFLE_BUFFER, TRAIN_SHARDS, training_data
 from vlkit.data.shapes import load_world_meta
-from vlkit.data.shards import ShardSource, shard_source
 from vlkit.distributed import process_state
 from vlkit.errors import VlkitError
 from vlkit.train.clip_trainer import ClipTrainConfig, train_clip
@@ -26,17 +25,8 @@ def train(
         help="A shapes world folder, or a folder with train.json, "
         "val.json (optional) and images/ in the COCO caption layout.",
     ),
-    train_shards: str = typer.Option(
-        None,
-        "--train-shards",
-        help="Train on WebDataset shards instead of DATA/train.json, read as a stream: "
-        "'DIR/data-{000000..000099}.tar' or a URL pattern (val.json still from --data, if given).",
-    ),
-    shuffle_buffer: int = typer.Option(
-        1000,
-        "--shuffle-buffer",
-        help="With --train-shards: samples in the shuffling buffer (0: shard order).",
-    ),
+    train_shards: str = TRAIN_SHARDS,
+    shuffle_buffer: int = SHUFFLE_BUFFER,
     out: Path = typer.Option(
         ...,
         "--out",
@@ -80,17 +70,10 @@ def train(
     if any(len(group) < 2 for group in groups):
         raise VlkitError("--swap-group: each group needs at least two comma-separated words")
     config.swap_groups = groups
-    if data is None and train_shards is None:
-        raise VlkitError("give --data (a folder with train.json) or --train-shards (a shard pattern)")
-    if train_shards is not None:
-        train_set: CaptionDataset | ShardSource = shard_source(train_shards, shuffle_buffer)
-    else:
-        if (data / "meta.json").is_file():  # a shapes world: batch its contrast groups together
-            config.group_size = int(load_world_meta(data).get("contrast_group", 1))
-        train_set = load_caption_dataset(data / "train.json", data / "images")
-    val_set = None
-    if data is not None and (data / "val.json").is_file():
-        val_set = load_caption_dataset(data / "val.json", data / "images")
+    if train_shards is None and data is not None and (data / "meta.json").is_file():
+        # a shapes world: batch its contrast groups together
+        config.group_size = int(load_world_meta(data).get("contrast_group", 1))
+    train_set, val_set = training_data(data, train_shards, shuffle_buffer)
     train_clip(config, train_set, val_set, out, resume=resume)
     if process_state().is_main_process:  # under `accelerate launch`: one report, from the main process
         console.print(f"[green]saved[/] {out}  (loss log: {out / 'train_log.jsonl'})")

@@ -27,7 +27,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from vlkit.data.captions import CaptionDataset
 from vlkit.data.classification import ID2LABEL_FILE, ClassificationDataset
@@ -66,6 +66,8 @@ class ShardSample:
         try:
             image = Image.open(io.BytesIO(self.image_bytes))
             image.load()
+        except UnidentifiedImageError as exc:
+            raise VlkitError(f"{self.where}: not an image file that can be read") from exc
         except OSError as exc:
             raise VlkitError(f"{self.where}: {exc}") from exc
         return image.convert("RGB")
@@ -239,7 +241,9 @@ def count_samples(url: str) -> int:
             with tarfile.open(url) as tar:
                 return len({_sample_key(name) for name in tar.getnames()})
         except (tarfile.TarError, OSError) as exc:
-            raise VlkitError(f"{url}: not a readable tar shard ({exc})") from exc
+            lines = str(exc).splitlines()
+            reason = lines[0] if len(lines) == 1 else "not a tar, gzip, bzip2 or xz archive"
+            raise VlkitError(f"{url}: not a readable tar shard ({reason})") from exc
     wds = _webdataset()
     return sum(1 for _ in _web_dataset(wds, [url]))
 
@@ -301,6 +305,11 @@ def _is_local(url: str) -> bool:
 
 
 def _reraise(exc: Exception) -> bool:
+    """webdataset's error handler: one line naming the shard. webdataset's tar reader appends the stream and
+    the shard's URL to the arguments of an error it passes on (`exn.args + (stream, url)`)."""
+    args = exc.args
+    if len(args) >= 3 and isinstance(args[-1], str) and not isinstance(args[-2], str):
+        raise VlkitError(f"{args[-1]}: not a readable tar shard ({args[0]})") from exc
     raise VlkitError(f"shards: {exc}") from exc
 
 

@@ -3,11 +3,12 @@
 The model is `vlkit.models.captioner` (encoder + GPT-2 with new cross-attention, one tuning method), the
 loop is `vlkit.train.loop` (accelerate, AdamW with warm-up and cosine decay, checkpoints, exact resume) and
 the metric is `vlkit.metrics.cider_d`. This module lays out the batches: each epoch is a seeded permutation of
-the images, each image with one of its captions drawn by a seeded generator, so batch k is a pure function of
-k (as in the CLIP trainer). When the encoder is frozen its features come from the on-disk feature cache
-(`vlkit.train.feature_cache`) and the encoder never runs during training. After every epoch the captioner
-captions the validation images greedily; the best CIDEr-D's weights are kept in `OUT/best/`, the last ones in
-`OUT/`.
+the images, each image with one of its captions drawn per batch (`batch_picks`), so batch k is a pure function
+of k (as in the CLIP trainer); from WebDataset shards, the epoch is the seeded stream of `vlkit.train.stream`
+instead, with the same caption picks. When the encoder is frozen its features come from the on-disk feature
+cache (`vlkit.train.feature_cache`, one part per shard) and the encoder never runs during training. After
+every epoch the captioner captions the validation images greedily; the best CIDEr-D's weights are kept in
+`OUT/best/`, the last ones in `OUT/`.
 
 (Importing the metric makes training depend on a later stage of the data flow; it is a pure function, and a
 per-epoch CIDEr-D is what picks the checkpoint, so the dependency is deliberate.)
@@ -43,7 +44,7 @@ from vlkit.models.captioner import Captioner, CaptionerSpec, build_captioner
 from vlkit.models.tuning import ParameterCount, tuning_method
 from vlkit.train.feature_cache import FeatureCache, ImageParts, build_feature_cache
 from vlkit.train.loop import LOSS_LOG, LoopConfig, run_training
-from vlkit.train.stream import StreamBatches, batch_picks
+from vlkit.train.stream import StreamBatches, batch_picks, picked_captions
 
 log = logging.getLogger(__name__)
 
@@ -306,12 +307,7 @@ def _stream_batches(
     """Batches of a shard stream: features from the cache by ordinal, or the samples' pixels."""
 
     def collate(samples: list[ShardSample], picks: np.ndarray) -> dict[str, torch.Tensor]:
-        for sample in samples:
-            if not sample.captions:
-                raise VlkitError(f"{sample.where}: no caption to train on")
-        chosen = [
-            sample.captions[pick % len(sample.captions)] for sample, pick in zip(samples, picks, strict=True)
-        ]
+        chosen = picked_captions(samples, picks)
         tokens = [tokenize_captions(captioner, [caption], config.max_caption_tokens) for caption in chosen]
         if cache is not None:
             images = {"encoder_hidden_states": cache.rows([sample.ordinal for sample in samples])}
@@ -319,16 +315,7 @@ def _stream_batches(
             images = {"pixel_values": captioner.preprocess([sample.image for sample in samples])}
         return {**images, **caption_rows(tokens, np.zeros(len(tokens), dtype=np.int64))}
 
-    state = process_state()
-    return StreamBatches(
-        source.shards,
-        config.batch_size,
-        config.loop.seed,
-        source.shuffle_buffer,
-        collate,
-        state.process_index,
-        state.num_processes,
-    )
+    return StreamBatches.for_this_process(source, config.batch_size, config.loop.seed, collate)
 
 
 def _result_json(outcome: CaptionTrainResult, steps: int) -> dict[str, Any]:

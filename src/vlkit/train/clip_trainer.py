@@ -3,7 +3,8 @@
 The model is a transformers `CLIPModel` (small ViT + small text transformer) and its tokenizer a byte-level
 BPE trained here with `tokenizers`; the loss is CLIP's symmetric contrastive loss with a learnable
 temperature. The result is saved in the HF layout, so every vlkit command loads it exactly as it loads
-`openai/clip-vit-base-patch32`. The loop (accelerate, checkpoints, resume) is `vlkit.train.loop`.
+`openai/clip-vit-base-patch32`. The loop (accelerate, checkpoints, resume) is `vlkit.train.loop`; training
+reads a caption dataset held in memory, or WebDataset shards as a stream (`vlkit.train.stream`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,7 +28,8 @@ from vlkit.errors import VlkitError
 from vlkit.models.text_tokenizer import train_bpe_tokenizer
 from vlkit.progress import track
 from vlkit.train.loop import LoopConfig, run_training, validation_logger
-from vlkit.train.stream import StreamBatches, batch_picks
+from vlkit.train.negatives import hard_negative_captions
+from vlkit.train.stream import StreamBatches, batch_picks, picked_captions
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +140,14 @@ def load_pixels(dataset: CaptionDataset, arch: ClipArchitecture, chunk: int = 25
     chunks = []
     for start in track(range(0, len(dataset), chunk), "read images", total=-(-len(dataset) // chunk)):
         images = [read_image(item.path) for item in dataset.images[start : start + chunk]]
-        resized = processor(images=images, do_rescale=False, do_normalize=False, return_tensors="pt")
-        chunks.append(resized["pixel_values"].round().clamp(0, 255).to(torch.uint8))
+        chunks.append(resize_to_uint8(processor, images))
     return torch.cat(chunks)
+
+
+def resize_to_uint8(processor: CLIPImageProcessorPil, images: list) -> torch.Tensor:
+    """The processor's resize and crop without its rescale and normalization: uint8 (B, 3, H, W)."""
+    resized = processor(images=images, do_rescale=False, do_normalize=False, return_tensors="pt")
+    return resized["pixel_values"].round().clamp(0, 255).to(torch.uint8)
 
 
 def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:
@@ -149,56 +155,6 @@ def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
     return (pixels.float() / 255.0 - mean) / std
-
-
-def _words(caption: str) -> list[str]:
-    return [word.strip(".,;:") for word in caption.split(" ")]
-
-
-def caption_trigrams(captions: Iterable[str]) -> set[tuple[str, ...]]:
-    """Every run of three words (punctuation stripped) in `captions`, sentence ends padded."""
-    grams: set[tuple[str, ...]] = set()
-    for caption in captions:
-        words = ["<s>", *_words(caption), "</s>"]
-        grams.update(zip(words, words[1:], words[2:], strict=False))
-    return grams
-
-
-def swap_one_word(
-    caption: str,
-    groups: list[list[str]],
-    rng: np.random.Generator,
-    seen: set[tuple[str, ...]] | None = None,
-) -> str | None:
-    """`caption` with one word of a group replaced by another word of the same group, or None when the
-    caption has no group word (or no swap passes `seen`). The hard negatives of NegCLIP (Yuksekgonul et al.,
-    2023, "When and why vision-language models behave like bags-of-words"): a caption that differs from the
-    true one only in that word, so the only way to rank the true caption above it is to see what it names.
-
-    With `seen` (the training captions' trigrams) a swap is kept only when the three trigrams around the new
-    word occur in some training caption: a negative must be wrong because of the word, not because it is text
-    no image was ever paired with. Without this rule the negatives would contain the held-out combinations
-    ("a red circle" made from "a red square"), which the model then learns never to match, so it fails them
-    at test time: measured 9% unseen top-1 against 31% without negatives.
-    """
-    words = caption.split(" ")
-    plain = _words(caption)
-    where = [(i, g) for i, w in enumerate(plain) for g in groups if w in g]
-    rng.shuffle(where)
-    for i, group in where:
-        others = [w for w in group if w != plain[i]]
-        rng.shuffle(others)
-        for other in others:
-            if seen is not None:
-                padded = ["<s>", *plain[:i], other, *plain[i + 1 :], "</s>"]
-                # word i sits at padded[i + 1]: the trigrams holding it start at i - 1, i and i + 1
-                starts = range(max(0, i - 1), min(i + 2, len(padded) - 2))
-                grams = (tuple(padded[j : j + 3]) for j in starts)
-                if not all(gram in seen for gram in grams):
-                    continue
-            words[i] = words[i].replace(plain[i], other)
-            return " ".join(words)
-    return None
 
 
 class CaptionBatches:
@@ -296,15 +252,6 @@ def _tokenize_captions(tokenizer, captions: list[list[str]], max_length: int) ->
     return out
 
 
-def hard_negative_captions(dataset: CaptionDataset, groups: list[list[str]], seed: int) -> list[list[str]]:
-    """One word-swapped negative per caption (`swap_one_word`, kept to the training text's trigrams); a
-    caption without a swappable word gets an empty negative, which its image's true caption outranks without
-    effort."""
-    rng = np.random.default_rng([seed, 7])
-    seen = caption_trigrams(dataset.all_captions())
-    return [[swap_one_word(c, groups, rng, seen) or "" for c in item.captions] for item in dataset.images]
-
-
 def train_clip(
     config: ClipTrainConfig,
     train: CaptionDataset | ShardSource,
@@ -399,19 +346,9 @@ def _stream_batches(source: ShardSource, tokenizer, config: ClipTrainConfig) -> 
     processor = image_processor_for(arch)
 
     def collate(samples: list[ShardSample], picks: np.ndarray) -> dict[str, torch.Tensor]:
-        for sample in samples:
-            if not sample.captions:
-                raise VlkitError(f"{sample.where}: no caption to train on")
-        resized = processor(
-            images=[sample.image for sample in samples],
-            do_rescale=False,
-            do_normalize=False,
-            return_tensors="pt",
-        )["pixel_values"]
-        pixels = resized.round().clamp(0, 255).to(torch.uint8)
-        chosen = [s.captions[p % len(s.captions)] for s, p in zip(samples, picks, strict=True)]
+        pixels = resize_to_uint8(processor, [sample.image for sample in samples])
         ids = tokenizer(
-            chosen,
+            picked_captions(samples, picks),
             padding="max_length",
             truncation=True,
             max_length=arch.max_text_length,
@@ -422,16 +359,7 @@ def _stream_batches(source: ShardSource, tokenizer, config: ClipTrainConfig) -> 
             "input_ids": trim_padding(ids, tokenizer.eos_token_id),
         }
 
-    state = process_state()
-    return StreamBatches(
-        source.shards,
-        config.batch_size,
-        config.loop.seed,
-        source.shuffle_buffer,
-        collate,
-        state.process_index,
-        state.num_processes,
-    )
+    return StreamBatches.for_this_process(source, config.batch_size, config.loop.seed, collate)
 
 
 def read_train_config(model_dir: Path) -> ClipTrainConfig:

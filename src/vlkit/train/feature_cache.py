@@ -174,7 +174,7 @@ def build_feature_cache(
     if state.is_main_process:
         write_json_atomic(folder / META_FILE, {**key, "parts": images.sizes})
         log.info(
-            "feature cache: wrote %s (%d parts, %d images)", folder, len(images.sizes), sum(images.sizes)
+            "feature cache: wrote %s (%d part(s), %d images)", folder, len(images.sizes), sum(images.sizes)
         )
     state.wait_for_everyone()
     parts = [_open_part(folder, k, size, dtype) for k, size in enumerate(images.sizes)]

@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from vlkit.data.shards import ShardSample, ShardSet
+from vlkit.data.shards import ShardSample, ShardSet, ShardSource
+from vlkit.distributed import process_state
 from vlkit.errors import VlkitError
 
 
@@ -30,6 +31,14 @@ def batch_picks(seed: int, epoch: int, index: int, size: int) -> np.ndarray:
     """Which caption each image of batch `index` of `epoch` trains on (as `pick % captions`): drawn per batch,
     so the same images in the same order get the same captions from a folder or from shards."""
     return np.random.default_rng([seed, epoch, index, 1]).integers(0, 1 << 30, size=size)
+
+
+def picked_captions(samples: list[ShardSample], picks: np.ndarray) -> list[str]:
+    """The caption each sample trains on: its `picks[j] % captions`-th."""
+    for sample in samples:
+        if not sample.captions:
+            raise VlkitError(f"{sample.where}: no caption to train on")
+    return [sample.captions[pick % len(sample.captions)] for sample, pick in zip(samples, picks, strict=True)]
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -69,6 +78,26 @@ class StreamBatches:
         self.per_epoch = shards.total // batch_size
         self._stream: Iterator[ShardSample] | None = None
         self._next_step: int | None = None
+
+    @classmethod
+    def for_this_process(
+        cls,
+        source: ShardSource,
+        batch_size: int,
+        seed: int,
+        collate: Callable[[list[ShardSample], np.ndarray], dict[str, torch.Tensor]],
+    ) -> StreamBatches:
+        """The batches of `source` this process trains on (its share under `accelerate launch`)."""
+        state = process_state()
+        return cls(
+            source.shards,
+            batch_size,
+            seed,
+            source.shuffle_buffer,
+            collate,
+            state.process_index,
+            state.num_processes,
+        )
 
     def __call__(self, step: int) -> dict[str, torch.Tensor]:
         epoch, index = divmod(step, self.per_epoch)
