@@ -121,3 +121,31 @@ def test_caption_predict_takes_images_or_shards_not_both(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["caption", "predict", "--model", str(tmp_path), "--out", str(tmp_path / "p.json")])
     assert exit_info.value.code == 2 and "give either --images or --shards" in capsys.readouterr().err
+
+
+def test_shards_stream_from_a_url_pattern_as_from_local_files(shards):
+    # webdataset opens http(s) URLs through curl, as it would a remote bucket; here a local web server
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from vlkit.data.shards import ShardSet
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # no request lines on the test's stderr
+            pass
+
+    out, _ = shards
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(out)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/data-{{000000..000002}}.tar"
+        remote, local = ShardSet.open(url), ShardSet.open(str(out / "data-{000000..000002}.tar"))
+        assert remote.counts == local.counts == [25, 25, 10]
+        got = [(s.key, s.ordinal, s.captions, s.image_bytes) for s in remote.stream(shuffle_buffer=8, seed=2)]
+        expected = [
+            (s.key, s.ordinal, s.captions, s.image_bytes) for s in local.stream(shuffle_buffer=8, seed=2)
+        ]
+        assert got == expected and len(got) == 60
+    finally:
+        server.shutdown()
