@@ -13,7 +13,7 @@ from vlkit.data.images import read_image
 from vlkit.data.shards import ShardSet, write_shards
 from vlkit.models.captioner import CaptionerSpec, build_captioner
 from vlkit.train import feature_cache
-from vlkit.train.feature_cache import PART_FILE, ImageParts, build_feature_cache
+from vlkit.train.feature_cache import META_FILE, PART_FILE, ImageParts, build_feature_cache
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +57,11 @@ def test_a_killed_build_keeps_its_finished_parts(captioner, paths, tmp_path, mon
         build_feature_cache(captioner, images, tmp_path)
     folder = next(tmp_path.iterdir())
     assert sorted(p.name for p in folder.iterdir()) == [PART_FILE % 0, PART_FILE % 1]  # no meta, no temp
+    (folder / f".{PART_FILE % 2}.999999.tmp").write_bytes(b"half a part, from a run killed with SIGKILL")
     monkeypatch.setattr(feature_cache, "_compute_part", lambda *a: computed.append(a[2]) or original(*a))
     cache = build_feature_cache(captioner, images, tmp_path)
     assert computed == [0, 1, 2] and not cache.reused  # only the missing part was computed
+    assert sorted(p.name for p in folder.iterdir()) == [META_FILE, *(PART_FILE % k for k in range(3))]
     torch.testing.assert_close(cache.rows(np.arange(20)), _encoded(captioner, paths), rtol=1e-5, atol=1e-5)
 
 

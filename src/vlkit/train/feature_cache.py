@@ -167,6 +167,9 @@ def build_feature_cache(
     state = process_state()
     folder.mkdir(parents=True, exist_ok=True)
     mine = range(state.process_index, len(images.sizes), state.num_processes)
+    for k in mine:  # a part's temporary file left by a killed run: only this process writes part k now
+        for stale in folder.glob(f".{PART_FILE % k}.*.tmp"):
+            stale.unlink(missing_ok=True)
     todo = [k for k in mine if _open_part(folder, k, images.sizes[k], dtype) is None]
     for k in track(todo, "encode images", total=len(todo)):
         _compute_part(captioner, images, k, folder, batch_size, DTYPES[dtype])
