@@ -4,6 +4,7 @@ position."""
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 
@@ -149,3 +150,27 @@ def test_shards_stream_from_a_url_pattern_as_from_local_files(shards):
         assert got == expected and len(got) == 60
     finally:
         server.shutdown()
+
+
+def test_data_inspect_streams_shards_and_reports_unreadable_images(shards, tmp_path, capsys):
+    out, paths = shards
+    broken = tmp_path / "broken.tar"
+    with tarfile.open(paths[2]) as source, tarfile.open(broken, "w") as target:
+        for member in source.getmembers():
+            data = source.extractfile(member).read()
+            if member.name.endswith(".png") and member.name.startswith("000000050"):
+                data = b"not a png"
+            member.size = len(data)
+            target.addfile(member, io.BytesIO(data))
+    def table() -> str:
+        return " ".join(capsys.readouterr().out.replace("│", " ").split())
+
+    main(["--quiet", "data", "inspect", str(out / "data-{000000..000002}.tar")])
+    printed = table()
+    assert "samples 60" in printed and "readable images 60 of 60" in printed
+    main(["--quiet", "data", "inspect", str(broken), "--on-bad-image", "skip"])
+    printed = table()
+    assert "readable images 9 of 10" in printed and "sample 000000050: not an image file" in printed
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "inspect", str(broken)])
+    assert exit_info.value.code == 2

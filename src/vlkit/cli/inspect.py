@@ -1,7 +1,8 @@
 """`vlkit data inspect`: load a caption or classification dataset, read every image, print a summary.
 
 The loaders in `vlkit.data` do the validating and `images.scan_images` the reading; this command picks the
-loader from what `path` is (a JSON file: captions; a folder: classification) and prints with rich.
+loader from what `path` is (a JSON file: captions; a folder: classification; a `.tar` shard or brace pattern:
+WebDataset shards, streamed) and prints with rich.
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ SKIPPED_SHOWN = 20  # longer lists are cut; the count is always printed
 
 
 def inspect(
-    path: Path = typer.Argument(..., help="A caption annotation JSON file, or a classification folder."),
+    path: Path = typer.Argument(
+        ...,
+        help="A caption annotation JSON file, a classification folder, or WebDataset shards "
+        "('DIR/data-{000000..000009}.tar').",
+    ),
     images: Path | None = typer.Option(
         None, "--images", help="Folder the file names of a caption annotation file are relative to."
     ),
@@ -33,7 +38,9 @@ def inspect(
     """Check a dataset: validate its annotations, read every image, and summarize it."""
     policy = check_policy(on_bad_image)
     console = Console()
-    if path.is_dir():
+    if path.name.endswith(".tar") and not path.is_dir():
+        _inspect_shards(console, str(path), policy)
+    elif path.is_dir():
         if images is not None:
             raise VlkitError(f"--images: only for a caption annotation file, but {path} is a folder")
         dataset = load_classification_dataset(path)
@@ -48,6 +55,40 @@ def inspect(
         _print_captions(console, captions, scan)
     else:
         raise VlkitError(f"{path}: not found (expected a caption annotation file or a dataset folder)")
+
+
+def _inspect_shards(console: Console, pattern: str, policy: str) -> None:
+    """Stream every sample, decode every image, and summarize the shard set."""
+    from vlkit.data.shards import ShardSet
+    from vlkit.progress import track
+
+    shards = ShardSet.open(pattern)
+    captions, labels, sizes, skipped = [], [], [], []
+    for sample in track(shards.stream(), "read shards", total=shards.total):
+        captions.append(len(sample.captions))
+        if "label" in sample.extra:
+            labels.append(sample.extra["label"])
+        try:
+            sizes.append(sample.image.size)
+        except VlkitError as exc:
+            if policy == "error":
+                raise
+            skipped.append(str(exc))
+    table = Table(title=f"WebDataset shards {pattern}", show_header=False)
+    table.add_row("shards", str(len(shards.urls)))
+    table.add_row("samples", str(shards.total))
+    table.add_row("samples per shard", _spread(shards.counts))
+    table.add_row("captions per sample", _spread(captions))
+    if labels:
+        table.add_row("classification labels", f"{len(set(labels))} distinct, {len(labels)} samples")
+    table.add_row("readable images", f"{len(sizes)} of {shards.total}")
+    table.add_row("skipped images", str(len(skipped)))
+    if sizes:
+        table.add_row("image width", _spread([width for width, _ in sizes]))
+        table.add_row("image height", _spread([height for _, height in sizes]))
+    console.print(table)
+    for reason in skipped[:SKIPPED_SHOWN]:
+        console.print(f"skipped: {reason}")
 
 
 def _print_captions(console: Console, dataset: CaptionDataset, scan: ImageScan) -> None:
