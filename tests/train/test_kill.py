@@ -1,4 +1,5 @@
-"""Interrupted training loses nothing: `vlkit clip train` and `vlkit caption train` killed with SIGKILL at
+"""Interrupted training loses nothing: `vlkit clip train` and `vlkit caption train` (from a folder, and from
+WebDataset shards read as a stream) killed with SIGKILL at
 several moments (one of them half way through writing a checkpoint), resumed each time, end with the very
 weights of an uninterrupted run with the same seed and step count."""
 
@@ -101,4 +102,21 @@ def test_caption_train_killed_five_times_ends_with_the_uninterrupted_weights(sha
     args = ["caption", "train", "--data", str(shapes_world), "--encoder", str(clip), "--decoder", str(gpt2),
             "--tuning", "lora", "--steps", str(STEPS), "--batch-size", "8", "--checkpoint-every", "2",
             "--mixed-precision", "no", "--val-limit", "4"]  # fmt: skip
+    _interrupted_equals_uninterrupted(args, tmp_path / "killed", tmp_path / "reference")
+
+
+def test_caption_train_from_shards_killed_five_times_ends_with_the_uninterrupted_weights(
+    shapes_world, tmp_path
+):
+    # 12 steps of 8 over 60 streamed images: epoch 1 starts at step 7, so resumes land in both epochs' streams
+    from vlkit.data.captions import load_caption_dataset
+    from vlkit.data.shards import write_shards
+
+    train = load_caption_dataset(shapes_world / "train.json", shapes_world / "images")
+    write_shards(train, tmp_path / "shards", per_shard=20)
+    clip, _, gpt2 = save_tiny_parts(tmp_path / "parts")
+    args = ["caption", "train", "--train-shards", str(tmp_path / "shards" / "data-{000000..000002}.tar"),
+            "--shuffle-buffer", "16", "--encoder", str(clip), "--decoder", str(gpt2), "--tuning", "lora",
+            "--steps", str(STEPS), "--batch-size", "8", "--checkpoint-every", "2",
+            "--mixed-precision", "no"]  # fmt: skip
     _interrupted_equals_uninterrupted(args, tmp_path / "killed", tmp_path / "reference")
