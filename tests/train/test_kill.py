@@ -1,7 +1,7 @@
 """Interrupted training loses nothing: `vlkit clip train` and `vlkit caption train` (from a folder, and from
-WebDataset shards read as a stream) killed with SIGKILL at
-several moments (one of them half way through writing a checkpoint), resumed each time, end with the very
-weights of an uninterrupted run with the same seed and step count."""
+WebDataset shards read as a stream) killed with SIGKILL at several moments (one of them half way through
+writing a checkpoint), resumed each time, end with the very weights of an uninterrupted run with the same
+seed and step count."""
 
 from __future__ import annotations
 
