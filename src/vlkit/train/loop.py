@@ -194,17 +194,22 @@ def process_share(batch: dict[str, torch.Tensor], index: int, count: int) -> dic
     """Process `index`'s share of a global batch: the `index`-th of `count` equal consecutive slices of every
     tensor's rows. The global batch stays what one process would train on, so the same command gives the
     same loss curve on 1 process or N (gradients are averaged across processes by DDP)."""
-    share = {}
-    for key, tensor in batch.items():
-        rows = tensor.shape[0]
-        if rows % count:
-            raise VlkitError(
-                f"--batch-size: {rows} rows of '{key}' do not split evenly over {count} processes; "
-                f"use a multiple of {count}"
-            )
-        size = rows // count
-        share[key] = tensor[index * size : (index + 1) * size]
-    return share
+    return {
+        key: tensor[share_slice(tensor.shape[0], index, count, f"rows of {key!r}")]
+        for key, tensor in batch.items()
+    }
+
+
+def share_slice(rows: int, index: int, count: int, what: str = "rows") -> slice:
+    """Process `index`'s share of `rows` (a global batch's): the `index`-th of `count` equal consecutive
+    slices; `what` names the rows in the error when they do not split evenly."""
+    if rows % count:
+        raise VlkitError(
+            f"--batch-size: {rows} {what} do not split evenly over {count} processes; "
+            f"use a multiple of {count}"
+        )
+    size = rows // count
+    return slice(index * size, (index + 1) * size)
 
 
 def _step_seed(seed: int, step: int, process: int) -> int:

@@ -25,6 +25,7 @@ import torch
 from vlkit.data.shards import ShardSample, ShardSet, ShardSource
 from vlkit.distributed import process_state
 from vlkit.errors import VlkitError
+from vlkit.train.loop import share_slice
 
 
 def batch_picks(seed: int, epoch: int, index: int, size: int) -> np.ndarray:
@@ -63,18 +64,14 @@ class StreamBatches:
             raise VlkitError(
                 f"--batch-size: {batch_size} is more than the {shards.total} samples of the shards"
             )
-        if batch_size % processes:
-            raise VlkitError(
-                f"--batch-size: {batch_size} images do not split evenly over {processes} processes; "
-                f"use a multiple of {processes}"
-            )
+        self._mine = share_slice(batch_size, process_index, processes, "images")  # this process's rows
         self.shards, self.batch_size, self.seed, self.shuffle_buffer = (
             shards,
             batch_size,
             seed,
             shuffle_buffer,
         )
-        self.collate, self.process_index, self.processes = collate, process_index, processes
+        self.collate = collate
         self.per_epoch = shards.total // batch_size
         self._stream: Iterator[ShardSample] | None = None
         self._next_step: int | None = None
@@ -115,6 +112,4 @@ class StreamBatches:
         if index + 1 == self.per_epoch:  # the epoch's remainder is dropped: the next step opens a new stream
             self._stream = None
         picks = batch_picks(self.seed, epoch, index, self.batch_size)
-        size = self.batch_size // self.processes
-        mine = slice(self.process_index * size, (self.process_index + 1) * size)
-        return self.collate(samples[mine], picks[mine])
+        return self.collate(samples[self._mine], picks[self._mine])
