@@ -55,6 +55,8 @@ def test_a_seeded_shuffle_repeats_and_resumes_at_a_position(shards):
     assert sorted(first) == [f"{i:09d}" for i in range(60)] and first != sorted(first)
     assert [s.key for s in read_shards(pattern, shuffle_buffer=16, seed=3, skip=37)] == first[37:]
     assert first != [s.key for s in read_shards(pattern, shuffle_buffer=16, seed=4)]
+    # a shuffled stream's ordinals still name each sample's place in the set (keys are written in order)
+    assert all(s.ordinal == int(s.key) for s in read_shards(pattern, shuffle_buffer=16, seed=3))
 
 
 def test_a_failed_write_leaves_the_earlier_shards_and_no_partial_set(train, tmp_path, monkeypatch):

@@ -252,12 +252,10 @@ def read_shards(
     urls: str | Sequence[str], shuffle_buffer: int = 0, seed: int = 0, skip: int = 0
 ) -> Iterator[ShardSample]:
     """Stream the samples of a brace pattern, a list, local paths or URLs, shard by shard, without counting
-    them first (`ShardSet.stream` for the arguments); ordinals are counted along the way."""
-    expanded = expand_shards(urls)
-    rng = random.Random(seed)
-    if shuffle_buffer > 0:
-        rng.shuffle(expanded)
-    return _stream(expanded, None, shuffle_buffer, rng, skip)
+    them first. Unlike `ShardSet.stream` the shard order is kept (only the buffer shuffles): uncounted, a
+    sample's ordinal is its place in the stream before the buffer, which is its place in the set only
+    while the shards come in order."""
+    return _stream(expand_shards(urls), None, shuffle_buffer, random.Random(seed), skip)
 
 
 def _stream(
