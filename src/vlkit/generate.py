@@ -23,7 +23,8 @@ from PIL import Image
 from transformers.modeling_outputs import BaseModelOutput
 
 from vlkit.data.images import read_image
-from vlkit.distributed import gather_in_order, process_range, process_state
+from vlkit.data.shards import ShardSample, map_shards
+from vlkit.distributed import gather_in_order, process_range
 from vlkit.errors import VlkitError
 from vlkit.models.captioner import Captioner
 from vlkit.progress import track
@@ -255,16 +256,13 @@ def predict_shard_captions(
     gives them), `config.batch_size` images in memory at a time: {file stem: caption}, in shard order.
     Under `accelerate launch` process p streams shards p, p+N, ... and every process gets all the captions
     back in shard order."""
-    from vlkit.data.shards import read_shards
-
     config = config or DecodingConfig()
-    state = process_state()
-    local = []
-    for k in range(state.process_index, len(urls), state.num_processes):
-        named = ((Path(sample.file_name).stem, sample.image) for sample in read_shards([urls[k]]))
-        local.append((k, _caption_named(captioner, named, config)))
+
+    def caption_shard(url: str, samples: Iterator[ShardSample]) -> list[tuple[str, str]]:
+        return _caption_named(captioner, ((Path(s.file_name).stem, s.image) for s in samples), config)
+
     predictions: dict[str, str] = {}
-    for _, pairs in sorted(gather_in_order(local), key=lambda item: item[0]):
+    for pairs in map_shards(urls, caption_shard, "caption shards"):
         for stem, caption in pairs:
             if stem in predictions:
                 raise VlkitError(f"shards: two samples share the file stem {stem!r}")

@@ -12,14 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from vlkit.data.images import read_images
-from vlkit.distributed import gather_in_order, process_range, process_state
+from vlkit.data.shards import ShardSample, map_shards, shard_label
+from vlkit.distributed import gather_in_order, process_range
 from vlkit.errors import VlkitError
 from vlkit.models.clip import Clip
 from vlkit.progress import track
@@ -294,15 +295,16 @@ def encode_shard_images(
 ) -> ShardImages:
     """Stream classification shards and encode every image once. Under `accelerate launch` process p
     streams shards p, p+N, ... and every process gets everything back in shard order."""
-    from vlkit.data.shards import read_shards, shard_label
 
-    state = process_state()
-    local = []
-    mine = range(state.process_index, len(urls), state.num_processes)
-    for k in track(mine, "encode shards", total=len(mine)):
+    def encode_shard(url: str, samples: Iterator[ShardSample]) -> tuple[list, list, list, list]:
         features, labels, names, skipped, batch = [], [], [], [], []
-        for sample in read_shards([urls[k]]):
-            name, label = f"{urls[k]}#{sample.file_name}", shard_label(sample)
+
+        def flush() -> None:
+            features.append(clip.encode_images(clip.preprocess(batch)).cpu())
+            batch.clear()
+
+        for sample in samples:
+            name, label = f"{url}#{sample.file_name}", shard_label(sample)
             try:
                 image = sample.image
             except VlkitError as exc:
@@ -314,14 +316,14 @@ def encode_shard_images(
             labels.append(label)
             names.append(name)
             if len(batch) == batch_size:
-                features.append(clip.encode_images(clip.preprocess(batch)).cpu())
-                batch = []
+                flush()
         if batch:
-            features.append(clip.encode_images(clip.preprocess(batch)).cpu())
-        local.append((k, features, labels, names, skipped))
+            flush()
+        return features, labels, names, skipped
+
     features, labels, names, skipped = [], [], [], []
-    for _, shard_features, shard_labels, shard_names, shard_skipped in sorted(
-        gather_in_order(local), key=lambda item: item[0]
+    for shard_features, shard_labels, shard_names, shard_skipped in map_shards(
+        urls, encode_shard, "encode shards"
     ):
         features += shard_features
         labels += shard_labels

@@ -21,21 +21,24 @@ import os
 import random
 import shutil
 import tarfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from PIL import Image, UnidentifiedImageError
 
 from vlkit.data.captions import CaptionDataset
 from vlkit.data.classification import ID2LABEL_FILE, ClassificationDataset
+from vlkit.distributed import gather_in_order, process_state
 from vlkit.errors import VlkitError
+from vlkit.progress import track
 
 SHARD_PATTERN = "data-%06d.tar"
 UNSEEN_FILE = "unseen_classes.json"  # class names held out of training, for the seen/unseen split
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp")
+T = TypeVar("T")
 
 
 def _webdataset():
@@ -256,6 +259,17 @@ def read_shards(
     sample's ordinal is its place in the stream before the buffer, which is its place in the set only
     while the shards come in order."""
     return _stream(expand_shards(urls), None, shuffle_buffer, random.Random(seed), skip)
+
+
+def map_shards(
+    urls: Sequence[str], work: Callable[[str, Iterator[ShardSample]], T], description: str = "shards"
+) -> list[T]:
+    """`work(url, samples)` for each shard, in shard order. Under `accelerate launch` process p works on
+    shards p, p+N, ... and every process gets every shard's result back, in shard order."""
+    state = process_state()
+    mine = range(state.process_index, len(urls), state.num_processes)
+    local = [(k, work(urls[k], read_shards([urls[k]]))) for k in track(mine, description, total=len(mine))]
+    return [result for _, result in sorted(gather_in_order(local), key=lambda item: item[0])]
 
 
 def _stream(
