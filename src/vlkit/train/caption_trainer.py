@@ -180,11 +180,19 @@ class CaptionBatches:
 def caption_rows(tokens: Sequence[CaptionTokens], picks: np.ndarray) -> dict[str, torch.Tensor]:
     """The decoder's tensors for one caption of each image: the `picks[j] % captions`-th of image j's."""
     rows = [(t, p % len(t.inputs)) for t, p in zip(tokens, picks, strict=True)]
-    labels = torch.stack([t.labels[p] for t, p in rows])
+    return decoder_tensors(
+        CaptionTokens(
+            torch.stack([t.inputs[p] for t, p in rows]), torch.stack([t.labels[p] for t, p in rows])
+        )
+    )
+
+
+def decoder_tensors(tokens: CaptionTokens) -> dict[str, torch.Tensor]:
+    """The decoder's inputs for rows of caption tokens, one caption a row."""
     return {
-        "decoder_input_ids": torch.stack([t.inputs[p] for t, p in rows]),
-        "decoder_attention_mask": (labels != -100).long(),  # the caption's tokens, not the padding
-        "labels": labels,
+        "decoder_input_ids": tokens.inputs,
+        "decoder_attention_mask": (tokens.labels != -100).long(),  # the caption's tokens, not the padding
+        "labels": tokens.labels,
     }
 
 
@@ -307,13 +315,12 @@ def _stream_batches(
     """Batches of a shard stream: features from the cache by ordinal, or the samples' pixels."""
 
     def collate(samples: list[ShardSample], picks: np.ndarray) -> dict[str, torch.Tensor]:
-        chosen = picked_captions(samples, picks)
-        tokens = [tokenize_captions(captioner, [caption], config.max_caption_tokens) for caption in chosen]
+        tokens = tokenize_captions(captioner, picked_captions(samples, picks), config.max_caption_tokens)
         if cache is not None:
             images = {"encoder_hidden_states": cache.rows([sample.ordinal for sample in samples])}
         else:
             images = {"pixel_values": captioner.preprocess([sample.image for sample in samples])}
-        return {**images, **caption_rows(tokens, np.zeros(len(tokens), dtype=np.int64))}
+        return {**images, **decoder_tensors(tokens)}
 
     return StreamBatches.for_this_process(source, config.batch_size, config.loop.seed, collate)
 

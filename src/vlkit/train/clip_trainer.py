@@ -243,13 +243,14 @@ def _gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _tokenize_captions(tokenizer, captions: list[list[str]], max_length: int) -> list[torch.Tensor]:
-    out = []
-    for texts in captions:
-        enc = tokenizer(
-            texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt"
-        )
-        out.append(enc["input_ids"])
-    return out
+    return [_token_ids(tokenizer, texts, max_length) for texts in captions]
+
+
+def _token_ids(tokenizer, texts: list[str], max_length: int) -> torch.Tensor:
+    """(len(texts), max_length) ids, each text cut or padded (with the end token) to `max_length`."""
+    return tokenizer(
+        texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt"
+    )["input_ids"]
 
 
 def train_clip(
@@ -347,13 +348,7 @@ def _stream_batches(source: ShardSource, tokenizer, config: ClipTrainConfig) -> 
 
     def collate(samples: list[ShardSample], picks: np.ndarray) -> dict[str, torch.Tensor]:
         pixels = resize_to_uint8(processor, [sample.image for sample in samples])
-        ids = tokenizer(
-            picked_captions(samples, picks),
-            padding="max_length",
-            truncation=True,
-            max_length=arch.max_text_length,
-            return_tensors="pt",
-        )["input_ids"]
+        ids = _token_ids(tokenizer, picked_captions(samples, picks), arch.max_text_length)
         return {
             "pixel_values": normalize_pixels(pixels),
             "input_ids": trim_padding(ids, tokenizer.eos_token_id),
