@@ -81,11 +81,7 @@ def _inspect_shards(console: Console, pattern: str, policy: str) -> None:
     table.add_row("captions per sample", _spread(captions))
     if labels:
         table.add_row("classification labels", f"{len(set(labels))} distinct, {len(labels)} samples")
-    table.add_row("readable images", f"{len(sizes)} of {shards.total}")
-    table.add_row("skipped images", str(len(skipped)))
-    if sizes:
-        table.add_row("image width", _spread([width for width, _ in sizes]))
-        table.add_row("image height", _spread([height for _, height in sizes]))
+    _add_image_rows(table, shards.total, sizes, len(skipped))
     console.print(table)
     for reason in skipped[:SKIPPED_SHOWN]:
         console.print(f"skipped: {reason}")
@@ -100,7 +96,7 @@ def _print_captions(console: Console, dataset: CaptionDataset, scan: ImageScan) 
     table.add_row("captions", str(len(words)))
     table.add_row("captions per image", _spread(per_image))
     table.add_row("words per caption", _spread(words))
-    _add_image_rows(table, len(dataset), scan)
+    _add_image_rows(table, len(dataset), scan.sizes, len(scan.skipped))
     console.print(table)
     _print_skipped(console, scan)
 
@@ -110,7 +106,7 @@ def _print_classification(console: Console, dataset: ClassificationDataset, scan
     table.add_row("layout", dataset.layout)
     table.add_row("images", str(len(dataset)))
     table.add_row("classes", str(len(dataset.class_names)))
-    _add_image_rows(table, len(dataset), scan)
+    _add_image_rows(table, len(dataset), scan.sizes, len(scan.skipped))
     console.print(table)
     classes = Table(title="classes")
     classes.add_column("label", justify="right")
@@ -122,14 +118,13 @@ def _print_classification(console: Console, dataset: ClassificationDataset, scan
     _print_skipped(console, scan)
 
 
-def _add_image_rows(table: Table, total: int, scan: ImageScan) -> None:
-    table.add_row("readable images", f"{len(scan.kept)} of {total}")
-    table.add_row("skipped images", str(len(scan.skipped)))
-    if scan.sizes:
-        widths = [width for width, _ in scan.sizes]
-        heights = [height for _, height in scan.sizes]
-        table.add_row("image width", _spread(widths))
-        table.add_row("image height", _spread(heights))
+def _add_image_rows(table: Table, total: int, sizes: Sequence[tuple[int, int]], skipped: int) -> None:
+    """Rows for the readable images (their sizes, width by height) and the count of skipped ones."""
+    table.add_row("readable images", f"{len(sizes)} of {total}")
+    table.add_row("skipped images", str(skipped))
+    if sizes:
+        table.add_row("image width", _spread([width for width, _ in sizes]))
+        table.add_row("image height", _spread([height for _, height in sizes]))
 
 
 def _print_skipped(console: Console, scan: ImageScan) -> None:

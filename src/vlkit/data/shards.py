@@ -61,8 +61,13 @@ class ShardSample:
     captions: list[str]
     ordinal: int  # its place in the shard set read in order (shard after shard), from 0
     image_bytes: bytes = field(repr=False, default=b"")
-    where: str = ""  # "URL: sample KEY", for errors
+    url: str = ""  # the shard it came from
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        """How errors name the sample: "URL: sample KEY"."""
+        return _where(self.url, self.key)
 
     @functools.cached_property
     def image(self) -> Image.Image:
@@ -325,9 +330,13 @@ def _reraise(exc: Exception) -> bool:
     raise VlkitError(f"shards: {exc}") from exc
 
 
+def _where(url: str, key: str) -> str:
+    return f"{url}: sample {key}"
+
+
 def _decode(raw: dict[str, Any]) -> ShardSample:
-    key = raw["__key__"]
-    where = f"{raw.get('__url__', 'shard')}: sample {key}"
+    key, url = raw["__key__"], raw.get("__url__", "shard")
+    where = _where(url, key)
     image_field = next((name for name in IMAGE_EXTENSIONS if name in raw), None)
     if image_field is None or "json" not in raw:
         raise VlkitError(f"{where}: needs an image (.png/.jpg) and a .json member")
@@ -345,6 +354,6 @@ def _decode(raw: dict[str, Any]) -> ShardSample:
         captions=captions,
         ordinal=raw["__ordinal__"],
         image_bytes=raw[image_field],
-        where=where,
+        url=url,
         extra=meta,
     )
