@@ -19,9 +19,14 @@ from accelerate import PartialState
 T = TypeVar("T")
 
 
+def launched() -> bool:
+    """Started by `accelerate launch` or torchrun (they set LOCAL_RANK)."""
+    return int(os.environ.get("LOCAL_RANK", -1)) != -1
+
+
 def launched_on_cpu() -> bool:
-    """Started by `accelerate launch` or torchrun (LOCAL_RANK set) on a machine without CUDA."""
-    return int(os.environ.get("LOCAL_RANK", -1)) != -1 and not torch.cuda.is_available()
+    """Started by `accelerate launch` or torchrun on a machine without CUDA."""
+    return launched() and not torch.cuda.is_available()
 
 
 def process_state() -> PartialState:

@@ -8,7 +8,6 @@ operations the rest of vlkit uses, picks device and precision, and turns loading
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -126,9 +125,9 @@ class OpenClip(Clip):
 def resolve_device(device: str) -> torch.device:
     """'auto': this process's device under `accelerate launch` (cuda:LOCAL_RANK), else cuda when present."""
     if device == "auto":
-        if int(os.environ.get("LOCAL_RANK", -1)) != -1:
-            from vlkit.distributed import process_state
+        from vlkit.distributed import launched, process_state  # accelerate, imported only when asked
 
+        if launched():
             return process_state().device
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
