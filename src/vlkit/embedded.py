@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vlkit.data.captions import CaptionDataset, load_caption_dataset
-from vlkit.data.shapes import ShapesConfig, generate_world, load_world_meta
+from vlkit.data.shapes import ShapesConfig, WorldSummary, generate_world, load_world_meta
 from vlkit.models.lm import LmTrainConfig, train_lm
 from vlkit.train.clip_trainer import ClipTrainConfig, train_clip
 
@@ -49,15 +49,20 @@ def world_is_current(world: Path, config: ShapesConfig) -> bool:
     return (meta["seed"], meta["n_train"], meta["n_val"]) == (config.seed, config.n_train, config.n_val)
 
 
-def ensure_world(config: ShapesConfig, folder: Path) -> tuple[CaptionDataset, CaptionDataset]:
-    """Generate the world into `folder` unless it is already there; return its (train, val) caption sets."""
+def ensure_world(
+    config: ShapesConfig, folder: Path
+) -> tuple[CaptionDataset, CaptionDataset, WorldSummary | None]:
+    """Generate the world into `folder` unless it is already there; return its (train, val) caption sets and
+    the summary of the generation (None when the world was reused)."""
+    summary = None
     if world_is_current(folder, config):
         log.info("reusing %s", folder)
     else:
-        generate_world(config, folder)
+        summary = generate_world(config, folder)
     return (
         load_caption_dataset(folder / "train.json", folder / "images"),
         load_caption_dataset(folder / "val.json", folder / "images"),
+        summary,
     )
 
 

@@ -248,7 +248,7 @@ def sweep(
             )
         plan = embedded_plan(seed, quick)
         console.print(f"embedded default under {work}: world, CLIP and LM (reused when already there)")
-        train_set, val_set = ensure_world(plan.world, work / "world")
+        train_set, val_set, _ = ensure_world(plan.world, work / "world")
         ensure_clip(plan.clip, train_set, val_set, work / "clip")
         ensure_lm(plan.lm, train_set, val_set, work / "lm")
         encoder, decoder = str(work / "clip"), str(work / "lm")

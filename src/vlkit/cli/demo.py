@@ -17,10 +17,9 @@ from rich.table import Table
 from vlkit.attend import AttendRequest, grounding_summary, run_attend
 from vlkit.baselines import retrieval_captions
 from vlkit.cli.zeroshot import run_zeroshot
-from vlkit.data.captions import CaptionDataset, load_caption_dataset
+from vlkit.data.captions import CaptionDataset
 from vlkit.data.files import write_json_atomic
-from vlkit.data.shapes import generate_world
-from vlkit.embedded import EmbeddedPlan, embedded_plan, ensure_clip, ensure_lm, world_is_current
+from vlkit.embedded import EmbeddedPlan, embedded_plan, ensure_clip, ensure_lm, ensure_world
 from vlkit.evaluate import EvaluationRequest, run_evaluation
 from vlkit.generate import predict_captions
 from vlkit.models.captioner import load_captioner
@@ -49,18 +48,14 @@ def demo(
     world, clip_dir = out / "world", out / "clip"
 
     start = _stage("1. the shapes world")
-    if world_is_current(world, plan.world):
-        console.print(f"reusing {world}")
-    else:
-        summary = generate_world(plan.world, world)
+    # Read (and checked) once, for the CLIP, the LM and the captioner.
+    train_set, val_set, summary = ensure_world(plan.world, world)
+    if summary is not None:  # (a reused world is logged by ensure_world)
         console.print(
             f"{summary.n_train} train / {summary.n_val} val images, {len(summary.classes)} classes, "
             f"held out: {', '.join(f'{c} {s}' for c, s in summary.heldout)}"
         )
     timings["world_s"] = time.perf_counter() - start
-    # Read (and checked) once, for the CLIP, the LM and the captioner.
-    train_set = load_caption_dataset(world / "train.json", world / "images")
-    val_set = load_caption_dataset(world / "val.json", world / "images")
 
     start = _stage("2. a CLIP trained from scratch")
     if ensure_clip(plan.clip, train_set, val_set, clip_dir):
