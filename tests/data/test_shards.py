@@ -164,6 +164,7 @@ def test_data_inspect_streams_shards_and_reports_unreadable_images(shards, tmp_p
                 data = b"not a png"
             member.size = len(data)
             target.addfile(member, io.BytesIO(data))
+
     def table() -> str:
         return " ".join(capsys.readouterr().out.replace("│", " ").split())
 
