@@ -25,7 +25,10 @@ settings.register_profile("vlkit", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "vlkit"))
 
-TINY_WORLD = ShapesConfig(seed=0, n_train=60, n_val=20, per_class_train=2, per_class_val=2, workers=1)
+TINY_WORLD = ShapesConfig(
+    seed=0, n_train=60, n_val=20, per_class_train=2, per_class_val=2, n_alt_text=40, n_alt_text_val=8,
+    workers=1,
+)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -16,6 +17,7 @@ from PIL import Image
 
 from vlkit.cli.main import main
 from vlkit.data.shapes import (
+    ALT_TEXT_DIR,
     CLASS_NAMES,
     COLOURS,
     GENERATOR_VERSION,
@@ -36,6 +38,8 @@ from vlkit.data.shapes_grammar import (
     write_captions,
 )
 from vlkit.errors import VlkitError
+
+TINY_CONFIG = ShapesConfig(n_train=1, n_val=1, n_alt_text=1, n_alt_text_val=1, workers=1)
 
 
 def _hashes(folder: Path) -> dict[str, str]:
@@ -65,7 +69,8 @@ def _mentioned_counts(caption: str) -> Counter[tuple[str | None, str]]:
 
 
 def test_same_seed_gives_identical_bytes_for_any_number_of_workers(tmp_path: Path) -> None:
-    config = dict(seed=5, n_train=150, n_val=30, image_size=48, per_class_train=1, per_class_val=1)
+    config = dict(seed=5, n_train=150, n_val=30, image_size=48, per_class_train=1, per_class_val=1,
+                  n_alt_text=20, n_alt_text_val=5)
     one = generate_world(ShapesConfig(**config, workers=1), tmp_path / "one")
     two = generate_world(ShapesConfig(**config, workers=2), tmp_path / "two")
     hashes = _hashes(one.out_dir)
@@ -76,7 +81,7 @@ def test_same_seed_gives_identical_bytes_for_any_number_of_workers(tmp_path: Pat
 
 def test_different_seed_gives_different_images_and_captions(tmp_path: Path, shapes_world: Path) -> None:
     other = generate_world(ShapesConfig(seed=1, n_train=60, n_val=20, per_class_train=2, per_class_val=2,
-                                        workers=1), tmp_path / "other")
+                                        n_alt_text=40, n_alt_text_val=8, workers=1), tmp_path / "other")
     ours, theirs = _hashes(shapes_world), _hashes(other.out_dir)
     assert ours["images/train_00000.png"] != theirs["images/train_00000.png"]
     assert ours["train.json"] != theirs["train.json"]
@@ -140,7 +145,8 @@ def test_masks_boxes_and_colours_are_the_truth(shapes_world: Path) -> None:
 
 
 def test_smallest_images_still_fit_their_objects(tmp_path: Path) -> None:
-    config = ShapesConfig(n_train=60, n_val=0, image_size=32, per_class_train=0, per_class_val=0, workers=1)
+    config = ShapesConfig(n_train=60, n_val=0, image_size=32, per_class_train=0, per_class_val=0,
+                          n_alt_text=0, n_alt_text_val=0, workers=1)
     summary = generate_world(config, tmp_path / "small")
     _check_ground_truth(summary.out_dir)
 
@@ -162,6 +168,32 @@ def test_classification_images_show_their_colour(shapes_world: Path) -> None:
         vivid = pixels[pixels.max(axis=1) - pixels.min(axis=1) > 60]  # the grey background never is
         assert len(vivid) > 50, path
         assert np.abs(vivid.mean(axis=0) - COLOURS[colour]).max() <= 20, path
+
+
+def test_alt_text_images_hold_one_seen_object_of_the_colour_their_captions_name(shapes_world: Path) -> None:
+    meta = load_world_meta(shapes_world)
+    heldout = {tuple(pair) for pair in meta["heldout"]}
+    for split, n in (("train", meta["n_alt_text"]), ("val", meta["n_alt_text_val"])):
+        data = _split(shapes_world / ALT_TEXT_DIR, split)
+        assert [image["id"] for image in data["images"]] == list(range(n))
+        captions = _captions_by_image(data)
+        for image in data["images"]:
+            (obj,) = image["objects"]
+            assert (obj["colour"], obj["shape"]) not in heldout
+            assert image["file_name"] == f"{split}_{image['id']:05d}.png"
+            pixels = np.asarray(Image.open(shapes_world / ALT_TEXT_DIR / "images" / image["file_name"]))
+            x, y, w, h = obj["bbox"]
+            inside = pixels[y : y + h, x : x + w].reshape(-1, 3).astype(float)
+            vivid = inside[inside.max(axis=1) - inside.min(axis=1) > 60]
+            assert np.abs(vivid.mean(axis=0) - COLOURS[obj["colour"]]).max() <= 20
+            assert len(set(captions[image["id"]])) == meta["captions_per_image"]
+            for caption in captions[image["id"]]:
+                # colour and shape, nothing else: no size, position or relation words
+                assert parse_mentions(caption) == [Mention(obj["colour"], obj["shape"], 1)], caption
+                assert not re.search(r"\b(small|little|large|big|top|bottom|left|right|middle|centre|above|"
+                                     r"below|over|under)\b", caption), caption
+    assert {(o["colour"], o["shape"]) for image in _split(shapes_world / ALT_TEXT_DIR, "train")["images"]
+            for o in image["objects"]} <= {tuple(c.split(" ")) for c in CLASS_NAMES} - heldout
 
 
 # -------------------------------------------------------------------------------------------- captions
@@ -354,7 +386,8 @@ def test_load_world_meta_names_the_file_at_fault(
 
 
 def test_regenerating_replaces_the_world_and_leaves_nothing_behind(tmp_path: Path) -> None:
-    config = ShapesConfig(n_train=10, n_val=5, per_class_train=1, per_class_val=1, workers=1)
+    config = ShapesConfig(n_train=10, n_val=5, per_class_train=1, per_class_val=1, n_alt_text=4,
+                          n_alt_text_val=2, workers=1)
     generate_world(config, tmp_path / "world")
     (tmp_path / "world" / "stray.txt").write_text("left over")
     config.seed = 7
@@ -367,19 +400,20 @@ def test_regenerating_replaces_the_world_and_leaves_nothing_behind(tmp_path: Pat
 def test_refuses_to_overwrite_what_is_not_a_world(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(VlkitError, match="not empty"):
-        generate_world(ShapesConfig(n_train=1, n_val=1, workers=1), tmp_path)
+        generate_world(TINY_CONFIG, tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine"
     with pytest.raises(VlkitError, match="not a folder"):
-        generate_world(ShapesConfig(n_train=1, n_val=1, workers=1), tmp_path / "notes.txt")
+        generate_world(TINY_CONFIG, tmp_path / "notes.txt")
 
 
 @pytest.mark.parametrize(
     ("field", "value", "flag"),
     [("image_size", 31, "--image-size"), ("n_train", -1, "--train"), ("n_heldout", 9, "--heldout"),
-     ("workers", 0, "--workers"), ("captions_per_image", 0, "--captions"), ("seed", 1.5, "--seed")],
+     ("workers", 0, "--workers"), ("captions_per_image", 0, "--captions"), ("seed", 1.5, "--seed"),
+     ("n_alt_text", -1, "--alt-text")],
 )
 def test_config_errors_name_the_option(tmp_path: Path, field: str, value: Any, flag: str) -> None:
-    config = ShapesConfig(n_train=1, n_val=1, workers=1)
+    config = dataclasses.replace(TINY_CONFIG)
     setattr(config, field, value)
     with pytest.raises(VlkitError, match=re.escape(f"{field} ({flag})")):
         generate_world(config, tmp_path / "world")
@@ -393,11 +427,12 @@ def test_cli_generates_a_world_and_prints_a_summary(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     main(["--quiet", "data", "shapes", "--out", str(tmp_path / "w"), "--seed", "2", "--train", "12",
-          "--val", "4", "--per-class-val", "1", "--workers", "1"])
+          "--val", "4", "--per-class-val", "1", "--alt-text", "6", "--alt-text-val", "2", "--workers", "1"])
     meta = load_world_meta(tmp_path / "w")
     assert (meta["seed"], meta["n_train"], meta["n_val"], meta["per_class_val"]) == (2, 12, 4, 1)
     out = capsys.readouterr().out
-    assert "12 train, 4 val" in out and "held out" in out
+    assert "12 train, 4 val" in out and "6 train, 2 val" in out and "held out" in out
+    assert (meta["n_alt_text"], meta["n_alt_text_val"]) == (6, 2)
 
 
 @pytest.mark.parametrize(

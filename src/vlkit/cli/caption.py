@@ -249,8 +249,8 @@ def sweep(
         plan = embedded_plan(seed, quick)
         console.print(f"embedded default under {work}: world, CLIP and LM (reused when already there)")
         train_set, val_set, _ = ensure_world(plan.world, work / "world")
-        ensure_clip(plan.clip, train_set, val_set, work / "clip")
-        ensure_lm(plan.lm, train_set, val_set, work / "lm")
+        ensure_clip(plan.clip, work / "world", work / "clip")
+        ensure_lm(plan.lm, train_set, val_set, work / "world", work / "lm")
         encoder, decoder = str(work / "clip"), str(work / "lm")
         clip_model = clip_model or encoder
         if quick:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vlkit.cli.inspect import inspect
-from vlkit.data.shapes import COLOURS, SHAPES, ShapesConfig, WorldSummary, generate_world
+from vlkit.data.shapes import ALT_TEXT_DIR, COLOURS, SHAPES, ShapesConfig, WorldSummary, generate_world
 from vlkit.errors import VlkitError
 
 app = typer.Typer(help="Generate the shapes world, inspect datasets, write shards.", no_args_is_help=True)
@@ -36,6 +36,8 @@ def shapes(
     per_class_train: int = _option("per_class_train"),
     per_class_val: int = _option("per_class_val"),
     n_heldout: int = _option("n_heldout"),
+    n_alt_text: int = _option("n_alt_text"),
+    n_alt_text_val: int = _option("n_alt_text_val"),
     captions_per_image: int = _option("captions_per_image"),
     contrast_group: int = _option("contrast_group"),
     workers: int = _option("workers"),
@@ -49,6 +51,8 @@ def shapes(
         per_class_train=per_class_train,
         per_class_val=per_class_val,
         n_heldout=n_heldout,
+        n_alt_text=n_alt_text,
+        n_alt_text_val=n_alt_text_val,
         captions_per_image=captions_per_image,
         contrast_group=contrast_group,
         workers=workers,
@@ -63,6 +67,10 @@ def _print_summary(console: Console, summary: WorldSummary) -> None:
     counts.add_row("captions", str(summary.n_captions))
     counts.add_row(
         "classification images", f"{summary.n_classification_train} train, {summary.n_classification_val} val"
+    )
+    counts.add_row(
+        "alt-text images (the CLIP's corpus)",
+        f"{summary.n_alt_text} train, {summary.n_alt_text_val} val in {summary.out_dir / ALT_TEXT_DIR}",
     )
     counts.add_row(
         "classes",

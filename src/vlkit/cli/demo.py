@@ -19,7 +19,15 @@ from vlkit.baselines import retrieval_captions
 from vlkit.cli.zeroshot import run_zeroshot
 from vlkit.data.captions import CaptionDataset
 from vlkit.data.files import write_json_atomic
-from vlkit.embedded import EmbeddedPlan, embedded_plan, ensure_clip, ensure_lm, ensure_world
+from vlkit.embedded import (
+    EmbeddedPlan,
+    embedded_plan,
+    ensure_clip,
+    ensure_lm,
+    ensure_world,
+    is_made_from,
+    start_from,
+)
 from vlkit.evaluate import EvaluationRequest, run_evaluation
 from vlkit.generate import predict_captions
 from vlkit.models.captioner import load_captioner
@@ -57,8 +65,8 @@ def demo(
         )
     timings["world_s"] = time.perf_counter() - start
 
-    start = _stage("2. a CLIP trained from scratch")
-    if ensure_clip(plan.clip, train_set, val_set, clip_dir):
+    start = _stage("2. a CLIP trained from scratch on the world's alt-text corpus")
+    if ensure_clip(plan.clip, world, clip_dir):
         console.print(f"reusing {clip_dir}")
     timings["clip_train_s"] = time.perf_counter() - start
 
@@ -107,18 +115,18 @@ def _captioning_stages(
     lm_dir, captioner_dir = out / "lm", out / "captioner"
 
     start = _stage("4. a GPT-2 trained on the captions alone")
-    if ensure_lm(plan.lm, train_set, val_set, lm_dir):
+    if ensure_lm(plan.lm, train_set, val_set, world, lm_dir):
         console.print(f"reusing {lm_dir}")
     timings["lm_train_s"] = time.perf_counter() - start
 
     start = _stage("5. the cross-attention captioner (CLIP vision tower and GPT-2 frozen)")
-    if (captioner_dir / "model.safetensors").is_file():
+    if is_made_from(captioner_dir, world):
         console.print(f"reusing {captioner_dir}")
     else:
         config = CaptionTrainConfig(encoder=str(clip_dir), decoder=str(lm_dir), tuning="cross-attn")
         config.loop.seed, config.loop.steps = plan.clip.loop.seed, plan.captioner_steps
         config.loop.checkpoint_every = max(1, plan.captioner_steps // 4)
-        train_captioner(config, train_set, val_set, captioner_dir, resume=True)
+        train_captioner(config, train_set, val_set, captioner_dir, resume=start_from(captioner_dir, world))
     timings["captioner_train_s"] = time.perf_counter() - start
 
     start = _stage("6. captions for the validation images, evaluated")

@@ -131,6 +131,20 @@ def write_captions(
     return [captions[i % len(captions)] for i in range(n)]
 
 
+def write_alt_texts(colour: str, shape: str, rng: np.random.Generator, n: int) -> list[str]:
+    """`n` distinct short captions of one object, naming only its colour and shape, the way alt text on the
+    web names a picture's subject ("a red star", "a photo of one star in red"): the CLIP's corpus."""
+    captions: list[str] = []
+    for _ in range(20 * n):
+        body = f"{shape} in {colour}" if rng.random() < 0.3 else f"{colour} {shape}"
+        caption = _pick(FRAMINGS, rng) + ("one " if rng.random() < 0.15 else _article(body) + " ") + body
+        if caption not in captions:
+            captions.append(caption)
+        if len(captions) == n:
+            return captions
+    return [captions[i % len(captions)] for i in range(n)]
+
+
 def _caption(objects: Sequence[SceneObject], image_size: int, rng: np.random.Generator) -> str:
     groups = _group(objects)
     order = [groups[i] for i in rng.permutation(len(groups))]

@@ -63,7 +63,7 @@ class ClipTrainConfig:
     architecture: ClipArchitecture = field(default_factory=ClipArchitecture)
     loop: LoopConfig = field(
         default_factory=lambda: LoopConfig(
-            steps=2100, learning_rate=1e-3, warmup_steps=100, checkpoint_every=300
+            steps=3000, learning_rate=1e-3, warmup_steps=100, checkpoint_every=300
         )
     )
     batch_size: int = field(default=64, metadata={"help": "images (each with one of its captions) per step"})
