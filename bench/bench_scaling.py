@@ -46,7 +46,8 @@ def run(quick: bool) -> list[BenchRow]:
         root = Path(tmp)
         vlkit = [sys.executable, "-m", "vlkit.cli.main", "--quiet"]
         subprocess.run(
-            [*vlkit, "data", "shapes", "--out", str(root / "world"), "--train", str(images), "--val", "16"],
+            [*vlkit, "data", "shapes", "--out", str(root / "world"), "--train", str(images), "--val", "16",
+             "--alt-text", "0", "--alt-text-val", "0"],
             check=True,
             capture_output=True,
         )

@@ -70,6 +70,11 @@ def test_sweep_on_the_quick_embedded_default_writes_its_table_and_reuses_finishe
     main(argv)
     assert record.stat().st_mtime_ns == before  # the finished run was reused, not trained again
     assert json.loads(out.read_text())["methods"] == report["methods"]
+    # the encoder trained again under the same path (as after a new world): the runs are trained again
+    weights = tmp_path / "SWEEP" / "clip" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes())
+    main(argv)
+    assert record.stat().st_mtime_ns > before
 
 
 @pytest.mark.parametrize(

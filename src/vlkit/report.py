@@ -119,6 +119,7 @@ def _data_section(run: Path, assets: _Assets) -> str:
             [
                 ["training images (captioned)", _fmt(meta.get("n_train"), "d")],
                 ["validation images (captioned)", _fmt(meta.get("n_val"), "d")],
+                ["CLIP corpus: single objects with alt text (train)", _fmt(meta.get("n_alt_text"), "d")],
                 ["captions per image", _fmt(meta.get("captions_per_image"), "d")],
                 ["image size (px)", _fmt(meta.get("image_size"), "d")],
                 ["classes (colour x shape)", _fmt(len(meta.get("classes", [])), "d")],

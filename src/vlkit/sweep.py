@@ -170,10 +170,15 @@ def train_method(
 ) -> dict[str, Any]:
     """Train one method in a spawned child (or reuse a finished run of the same config); its record."""
     config_dict = dataclasses.asdict(config)
+    inputs = {"encoder": model_identity(config.encoder), "decoder": model_identity(config.decoder)}
     done = out_dir / CHILD_RESULT
     if done.is_file() and (out_dir / RESULT_FILE).is_file():
         record = read_json(done)
-        if record.get("config") == config_dict and record.get("record_version") == RECORD_VERSION:
+        if (record.get("config"), record.get("inputs"), record.get("record_version")) == (
+            config_dict,
+            inputs,
+            RECORD_VERSION,
+        ):
             log.info("reusing %s", out_dir)
             return record
     context = multiprocessing.get_context("spawn")
@@ -201,7 +206,19 @@ def train_method(
             f"tuning {config.tuning}: training failed (exit code {child.exitcode}); its folder {out_dir} "
             "keeps the checkpoints, run the sweep again to continue"
         )
-    return read_json(done)
+    record = {**read_json(done), "inputs": inputs}
+    write_json_atomic(done, record)
+    return record
+
+
+def model_identity(name: str) -> list[int] | None:
+    """(size, modification time) of a local model folder's weights, so that a model trained again under the
+    same path (a new world, say) is not taken for the one a finished run used; None for a hub id."""
+    weights = Path(name) / "model.safetensors"
+    if not weights.is_file():
+        return None
+    stat = weights.stat()
+    return [stat.st_size, stat.st_mtime_ns]
 
 
 def _scored_subset(val: CaptionDataset, images: list, path: Path) -> CaptionDataset:

@@ -201,3 +201,31 @@ def test_clip_train_takes_swap_groups_and_rejects_a_group_of_one(shapes_world, t
     with pytest.raises(SystemExit) as exit_info:
         main(["clip", "train", "--data", str(shapes_world), "--out", str(out), "--swap-group", "circle"])
     assert exit_info.value.code == 2 and "--swap-group" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "corpus"), [([], "alt_text/train.json"), (["--scene-captions"], "train.json")]
+)
+def test_clip_train_on_a_world_reads_its_alt_text_corpus_unless_told_scenes(
+    shapes_world, tmp_path, monkeypatch, extra, corpus
+):
+    seen = {}
+
+    def record(config, train, val, out_dir, resume=False):
+        seen["train"], seen["val"] = train, val
+
+    monkeypatch.setattr("vlkit.cli.clip.train_clip", record)
+    main(["--quiet", "clip", "train", "--data", str(shapes_world), "--out", str(tmp_path / "m"), *extra])
+    expected = load_caption_dataset(shapes_world / corpus, (shapes_world / corpus).parent / "images")
+    assert seen["train"].image_paths() == expected.image_paths()
+    assert seen["val"].image_paths()[0].parent == (shapes_world / corpus).parent / "images"
+
+
+def test_scene_captions_needs_a_world(tmp_path, capsys):
+    folder = tmp_path / "captions"
+    (folder / "images").mkdir(parents=True)
+    (folder / "train.json").write_text(json.dumps({"images": [], "annotations": []}))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["clip", "train", "--data", str(folder), "--out", str(tmp_path / "m"), "--scene-captions"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "--scene-captions" in err and "\n" not in err

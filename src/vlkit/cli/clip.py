@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
 from vlkit.cli.train_data import SHUFFLE_BUFFER, TRAIN_SHARDS, training_data
-from vlkit.data.shapes import load_world_meta
+from vlkit.data.shapes import ALT_TEXT_DIR, load_world_meta
 from vlkit.distributed import process_state
 from vlkit.errors import VlkitError
 from vlkit.train.clip_trainer import ClipTrainConfig, train_clip
 
 app = typer.Typer(help="Train a CLIP from scratch on a caption dataset.", no_args_is_help=True)
 console = Console()
+log = logging.getLogger(__name__)
 
 
 @app.command("train")
@@ -22,7 +24,7 @@ def train(
     data: Path = typer.Option(
         None,
         "--data",
-        help="A shapes world folder, or a folder with train.json, "
+        help="A shapes world (trains on its alt-text corpus, WORLD/alt_text), or a folder with train.json, "
         "val.json (optional) and images/ in the COCO caption layout.",
     ),
     train_shards: str = TRAIN_SHARDS,
@@ -45,6 +47,12 @@ def train(
         help="Comma-separated interchangeable words (e.g. circle,square,star), repeatable: each caption gets "
         "a hard negative with one such word swapped (NegCLIP). Off by default: no gain within the 4-minute "
         "budget on the shapes world (see the README).",
+    ),
+    scene_captions: bool = typer.Option(
+        False,
+        "--scene-captions",
+        help="With a shapes world: train on its scene captions (train.json) instead of its alt-text corpus; "
+        "the CLIP then learns shapes far more slowly (see the README).",
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint."),
 ) -> None:
@@ -71,8 +79,14 @@ def train(
         raise VlkitError("--swap-group: each group needs at least two comma-separated words")
     config.swap_groups = groups
     if train_shards is None and data is not None and (data / "meta.json").is_file():
-        # a shapes world: batch its contrast groups together
-        config.group_size = int(load_world_meta(data).get("contrast_group", 1))
+        meta = load_world_meta(data)  # a shapes world
+        if scene_captions:  # batch its contrast groups together
+            config.group_size = int(meta.get("contrast_group", 1))
+        else:
+            data = data / ALT_TEXT_DIR
+            log.info("%s is a shapes world: training on its alt-text corpus %s", data.parent, data)
+    elif scene_captions:
+        raise VlkitError("--scene-captions: --data must be a shapes world (a folder with meta.json)")
     train_set, val_set = training_data(data, train_shards, shuffle_buffer)
     train_clip(config, train_set, val_set, out, resume=resume)
     if process_state().is_main_process:  # under `accelerate launch`: one report, from the main process

@@ -1,4 +1,4 @@
-"""Train a small CLIP from scratch on a caption dataset (the embedded default: the shapes world).
+"""Train a small CLIP from scratch on a caption dataset (embedded default: the shapes world's alt text).
 
 The model is a transformers `CLIPModel` (small ViT + small text transformer) and its tokenizer a byte-level
 BPE trained here with `tokenizers`; the loss is CLIP's symmetric contrastive loss with a learnable
