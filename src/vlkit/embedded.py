@@ -1,10 +1,10 @@
 """The embedded default: the shapes world, the CLIP trained on it and the GPT-2 trained on its captions.
 
 `vlkit demo` and `vlkit caption sweep` (run without data arguments) both need these three; each is made once
-under a folder and reused when already complete there and newer than the world, so a run stopped half way
-continues where it stopped (the CLIP and the LM resume from their newest checkpoints), and a world made again
-(another seed, a newer generator) trains them again. The CLIP learns from the world's alt-text corpus
-(`alt_text/`), the LM and the captioner from its scene captions.
+under a folder and reused when already complete there and stamped with the world it was made from, so a run
+stopped half way continues where it stopped (the CLIP and the LM resume from their newest checkpoints), and a
+world made again (another seed, a newer generator) trains them again. The CLIP learns from the world's
+alt-text corpus (`alt_text/`), the LM and the captioner from its scene captions.
 """
 
 from __future__ import annotations
