@@ -65,3 +65,33 @@ def test_only_the_newest_checkpoints_are_kept(tmp_path):
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000000003", "step-000000004"]
     manifest = json.loads((tmp_path / "step-000000004" / "manifest.json").read_text())
     assert set(manifest["files"]) == {"model.safetensors", "optimizer.safetensors", "state.json"}
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL arriving half way through a delete."""
+
+
+def _rmtree_killed_after_one_file(path, ignore_errors=False):
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else []
+    if files:
+        files[0].unlink()
+        raise _Killed
+
+
+@pytest.mark.parametrize("overwrite", [False, True], ids=["pruning an old step", "rewriting the same step"])
+def test_a_kill_half_way_through_deleting_a_checkpoint_leaves_no_partial_step_folder(
+    tmp_path, monkeypatch, overwrite
+):
+    save_checkpoint(tmp_path, _state(1), keep=2)
+    save_checkpoint(tmp_path, _state(2), keep=2)
+    with monkeypatch.context() as patched:
+        patched.setattr("vlkit.train.checkpoint.shutil.rmtree", _rmtree_killed_after_one_file)
+        with pytest.raises(_Killed):
+            save_checkpoint(tmp_path, _state(2 if overwrite else 3), keep=2)
+    steps = sorted(tmp_path.glob("step-*"))
+    assert steps and all(is_complete(path) for path in steps)
+    assert latest_complete(tmp_path).name == ("step-000000001" if overwrite else "step-000000003")
+    save_checkpoint(tmp_path, _state(4), keep=2)  # the next save sweeps what the killed delete left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "step-000000001" if overwrite else "step-000000003", "step-000000004"
+    ]

@@ -107,17 +107,26 @@ def save_checkpoint(folder: Path, state: TrainState, keep: int = 2) -> Path:
         handle.flush()
         os.fsync(handle.fileno())
     if final.exists():
-        shutil.rmtree(final)
+        _discard(final)
     os.replace(tmp, final)
     _prune(folder, keep)
     return final
 
 
+def _discard(checkpoint: Path) -> None:
+    """Delete a step folder so that a kill at any moment never leaves a partial `step-*` behind: one rename
+    takes it out of the step names first, then the renamed folder is deleted (a leftover is swept later)."""
+    trash = checkpoint.with_name(f".trash-{checkpoint.name}-{os.getpid()}")
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(checkpoint, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def _prune(folder: Path, keep: int) -> None:
     complete = list_checkpoints(folder)
     for old in complete[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    for leftover in folder.glob(".tmp-step-*"):
+        _discard(old)
+    for leftover in [*folder.glob(".tmp-step-*"), *folder.glob(".trash-step-*")]:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
