@@ -110,3 +110,51 @@ def test_loading_a_folder_that_is_not_a_captioner_names_what_is_missing(parts, t
     (folder / TUNING_FILE).write_text(json.dumps({"method": "lora", "config": {"rank": 8, "beta": 1}}))
     with pytest.raises(VlkitError, match="tuning_config.json: unknown field 'beta' for tuning method 'lora'"):
         load_captioner(folder)
+
+
+@pytest.mark.parametrize("method", list(TUNING_METHODS))
+def test_a_connector_trains_with_every_method_feeds_the_cross_attention_and_reloads(parts, tmp_path, method):
+    captioner = build_captioner(_spec(parts, method, connector_layers=2))
+    model = captioner.model
+    assert len(model.connector.layers) == 2 and model.config.connector_layers == 2
+    assert all(p.requires_grad for p in model.connector.parameters())
+    assert method == "full" or not any(p.requires_grad for p in model.encoder.parameters())
+    pixels, ids = torch.randn(2, 3, 32, 32), torch.randint(0, 100, (2, 7))
+    model.eval()
+    with torch.no_grad():
+        before = model(pixel_values=pixels, decoder_input_ids=ids).logits
+        captions = model.generate(pixel_values=pixels, max_new_tokens=5, do_sample=False)
+        for parameter in model.connector.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.5)
+        after = model(pixel_values=pixels, decoder_input_ids=ids).logits
+        assert not torch.allclose(before, after)  # the decoder reads the image through the connector
+        model.connector.layers = torch.nn.ModuleList()  # no layers left: the tokens pass unchanged
+        plain = model(pixel_values=pixels, decoder_input_ids=ids).logits
+        assert not torch.allclose(plain, after)
+    model.connector = build_captioner(_spec(parts, method, connector_layers=2)).model.connector
+    with torch.no_grad():
+        assert torch.equal(model.generate(pixel_values=pixels, max_new_tokens=5, do_sample=False), captions)
+        for parameter in model.connector.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+        expected = model(pixel_values=pixels, decoder_input_ids=ids).logits
+    folder = captioner.save(tmp_path / method)
+    assert json.loads((folder / "config.json").read_text())["connector_layers"] == 2
+    loaded = load_captioner(folder)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(pixel_values=pixels, decoder_input_ids=ids).logits, expected)
+
+
+def test_a_captioner_without_a_connector_has_none(parts, tmp_path):
+    captioner = build_captioner(_spec(parts, "cross-attn"))
+    assert not hasattr(captioner.model, "connector") and captioner.model.config.connector_layers == 0
+    assert not hasattr(load_captioner(captioner.save(tmp_path / "c")).model, "connector")
+
+
+def test_a_bad_connector_depth_is_refused_naming_the_option_or_file(parts, tmp_path):
+    with pytest.raises(VlkitError, match="--connector-layers must be between 0 and 8, got -1"):
+        build_captioner(_spec(parts, "cross-attn", connector_layers=-1))
+    folder = build_captioner(_spec(parts, "cross-attn")).save(tmp_path / "c")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "connector_layers": 99}))
+    with pytest.raises(VlkitError, match="config.json: connector_layers: .* got 99"):
+        load_captioner(folder)

@@ -282,3 +282,21 @@ def test_same_seed_gives_identical_weights_captions_and_metrics(parts, datasets,
     assert captions_a == captions_b
     assert json.dumps(metrics_a, sort_keys=True) == json.dumps(metrics_b, sort_keys=True)
     assert metrics_a["cider"]["value"] is not None
+
+
+def test_caption_train_with_a_connector_trains_it_from_cached_features(parts, shapes_world, tmp_path):
+    out = tmp_path / "captioner"
+    main(["--quiet", "caption", "train", "--data", str(shapes_world), "--encoder", str(parts[0]),
+          "--decoder", str(parts[1]), "--tuning", "cross-attn", "--connector-layers", "1", "--out", str(out),
+          "--steps", "3", "--batch-size", "8", "--max-caption-tokens", "20", "--val-limit", "3",
+          "--mixed-precision", "no"])  # fmt: skip
+    trained = load_captioner(out)
+    fresh = build_captioner(_config(parts, "cross-attn", connector_layers=1).spec())
+    assert len(trained.model.connector.layers) == 1 and (out / "feature_cache").is_dir()
+    changed = [
+        not torch.equal(a, b)
+        for a, b in zip(trained.model.connector.parameters(), fresh.model.connector.parameters(), strict=True)
+    ]
+    assert all(changed)
+    saved = json.loads((out / RESULT_FILE).read_text())
+    assert saved["trainable_parameters"] == fresh.parameter_count().trainable

@@ -68,6 +68,12 @@ def train(
     max_caption_tokens: int = typer.Option(
         32, "--max-caption-tokens", help="Caption tokens kept, end included."
     ),
+    connector_layers: int = typer.Option(
+        0,
+        "--connector-layers",
+        help="New transformer layers between the image tokens and the cross-attention (they train with "
+        "every method; 0: none).",
+    ),
     checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Steps between checkpoints."),
     log_every: int = typer.Option(10, "--log-every", help="Steps between loss log records."),
     val_limit: int = typer.Option(None, "--val-limit", help="Validate CIDEr-D on the first N val images."),
@@ -103,6 +109,7 @@ def train(
         tuning=tuning,
         tuning_config=dataclasses.asdict(tuning_config),
         max_caption_tokens=max_caption_tokens,
+        connector_layers=connector_layers,
         batch_size=batch_size,
         epochs=epochs,
         feature_cache=feature_cache,

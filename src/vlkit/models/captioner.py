@@ -13,6 +13,17 @@ saves or loads the result as one folder:
                                          layer is stored once; safetensors restores the tie on load)
     tokenizer files, preprocessor_config.json
     tuning_config.json                   {"method": ..., "config": {...}}: the method and its settings
+
+An optional **connector** (`connector_layers` > 0, stored in config.json) puts new transformer layers
+(torch's own `nn.TransformerEncoderLayer`, pre-norm, in the decoder's width) between the image tokens and
+the decoder's cross-attention, as BLIP-2's Q-Former or mPLUG-Owl's abstractor sit between a frozen encoder
+and a frozen LM. Cross-attention reads a weighted mean of the tokens' linear projections, which cannot
+combine the several tokens an object spans non-linearly; a connector layer can (measured on the shapes
+world in the README). transformers' `VisionEncoderDecoderModel` has no such slot (its `enc_to_dec_proj` is a
+linear map that exists only when the widths differ), so the connector is a submodule of the captioner
+applied by a forward pre-hook on the decoder: `model(...)`, `generate` and every vlkit path see it, and
+the encoder's feature cache stays what the frozen encoder computes. A captioner with a connector loads with
+`load_captioner` (as one with a peft method does), not with a plain `from_pretrained`.
 """
 
 from __future__ import annotations
@@ -89,6 +100,54 @@ class CaptionerSpec:
         default=32, metadata={"help": "caption tokens, end token included, in training and generation"}
     )
     seed: int = field(default=0, metadata={"help": "seed of every new weight"})
+    connector_layers: int = field(
+        default=0,
+        metadata={"help": "new transformer layers over the image tokens before the cross-attention"},
+    )
+
+
+MAX_CONNECTOR_LAYERS = 8
+
+
+class Connector(torch.nn.Module):
+    """New transformer layers over the (projected) image tokens, in the decoder's width."""
+
+    def __init__(self, width: int, heads: int, layers: int):
+        super().__init__()
+        self.layers = torch.nn.ModuleList(
+            torch.nn.TransformerEncoderLayer(
+                width, heads, 4 * width, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+            )
+            for _ in range(layers)
+        )
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            tokens = layer(tokens)
+        return tokens
+
+
+def attach_connector(model: VisionEncoderDecoderModel, layers: int) -> None:
+    """Give `model` a connector of `layers` new layers (none for 0) and record the count in its config."""
+    if not isinstance(layers, int) or isinstance(layers, bool) or not 0 <= layers <= MAX_CONNECTOR_LAYERS:
+        raise VlkitError(f"--connector-layers must be between 0 and {MAX_CONNECTOR_LAYERS}, got {layers!r}")
+    model.config.connector_layers = layers
+    if layers == 0:
+        return
+    decoder = model.decoder.config
+    model.connector = Connector(int(decoder.n_embd), int(decoder.n_head), layers)
+
+    def through_connector(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        tokens = kwargs.get("encoder_hidden_states")
+        if tokens is not None:
+            kwargs["encoder_hidden_states"] = model.connector(tokens)
+        return args, kwargs
+
+    model.decoder.register_forward_pre_hook(through_connector, with_kwargs=True)
+
+
+def connector_layers(model: VisionEncoderDecoderModel) -> int:
+    return int(getattr(model.config, "connector_layers", 0) or 0)
 
 
 @dataclass
@@ -199,6 +258,7 @@ def build_captioner(spec: CaptionerSpec) -> Captioner:
     image_processor = _load_image_processor(spec.encoder)
     torch.manual_seed(spec.seed + 1)
     model = VisionEncoderDecoderModel(encoder=encoder, decoder=decoder)
+    attach_connector(model, spec.connector_layers)
     _set_special_tokens(model, tokenizer, spec.max_caption_tokens)
     _check_positions(model, method, tuning_config, spec.max_caption_tokens)
     torch.manual_seed(spec.seed + 2)
@@ -237,6 +297,10 @@ def load_captioner(
     encoder = kind.model_class(config.encoder, **kind.options)
     decoder = GPT2LMHeadModel(config.decoder)
     model = VisionEncoderDecoderModel(config=config, encoder=encoder, decoder=decoder)
+    try:
+        attach_connector(model, getattr(config, "connector_layers", 0))
+    except VlkitError as exc:
+        raise VlkitError(f"{folder / 'config.json'}: connector_layers: {exc}") from None
     model.generation_config = GenerationConfig.from_pretrained(folder)
     method.apply(model, tuning_config)
     try:

@@ -64,6 +64,9 @@ class CaptionTrainConfig:
         default_factory=dict, metadata={"help": "the method's settings (default: its defaults)"}
     )
     max_caption_tokens: int = field(default=32, metadata={"help": "caption tokens kept, end token included"})
+    connector_layers: int = field(
+        default=0, metadata={"help": "new transformer layers before the cross-attention"}
+    )
     batch_size: int = field(default=32, metadata={"help": "images (each with one caption) per step"})
     epochs: int | None = field(
         default=None, metadata={"help": "if set, loop.steps = epochs x steps per epoch"}
@@ -98,6 +101,7 @@ class CaptionTrainConfig:
             tuning_config=method.config_from_dict(self.tuning_config, "tuning_config"),
             max_caption_tokens=self.max_caption_tokens,
             seed=self.loop.seed,
+            connector_layers=self.connector_layers,
         )
 
 

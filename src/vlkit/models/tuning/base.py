@@ -139,13 +139,15 @@ def decoder_blocks(model: VisionEncoderDecoderModel) -> torch.nn.ModuleList:
 
 def new_weight_modules(model: VisionEncoderDecoderModel) -> list[torch.nn.Module]:
     """The modules a captioner adds to its pretrained parts: each block's cross-attention and its layer norm,
-    and the projection from encoder width to decoder width (absent when the widths are equal)."""
+    the projection from encoder width to decoder width (absent when the widths are equal) and the connector
+    (when it has one)."""
     modules: list[torch.nn.Module] = []
     for block in decoder_blocks(model):
         modules += [block.crossattention, block.ln_cross_attn]
-    projection = getattr(model, "enc_to_dec_proj", None)
-    if projection is not None:
-        modules.append(projection)
+    for name in ("enc_to_dec_proj", "connector"):
+        module = getattr(model, name, None)
+        if module is not None:
+            modules.append(module)
     return modules
 
 
