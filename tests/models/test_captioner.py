@@ -112,9 +112,12 @@ def test_loading_a_folder_that_is_not_a_captioner_names_what_is_missing(parts, t
         load_captioner(folder)
 
 
+@pytest.mark.parametrize("kind", ["attention", "local"])
 @pytest.mark.parametrize("method", list(TUNING_METHODS))
-def test_a_connector_trains_with_every_method_feeds_the_cross_attention_and_reloads(parts, tmp_path, method):
-    captioner = build_captioner(_spec(parts, method, connector_layers=2))
+def test_a_connector_trains_with_every_method_feeds_the_cross_attention_and_reloads(
+    parts, tmp_path, method, kind
+):
+    captioner = build_captioner(_spec(parts, method, connector_layers=2, connector=kind))
     model = captioner.model
     assert len(model.connector.layers) == 2 and model.config.connector_layers == 2
     assert all(p.requires_grad for p in model.connector.parameters())
@@ -131,14 +134,16 @@ def test_a_connector_trains_with_every_method_feeds_the_cross_attention_and_relo
         model.connector.layers = torch.nn.ModuleList()  # no layers left: the tokens pass unchanged
         plain = model(pixel_values=pixels, decoder_input_ids=ids).logits
         assert not torch.allclose(plain, after)
-    model.connector = build_captioner(_spec(parts, method, connector_layers=2)).model.connector
+    spec = _spec(parts, method, connector_layers=2, connector=kind)
+    model.connector = build_captioner(spec).model.connector
     with torch.no_grad():
         assert torch.equal(model.generate(pixel_values=pixels, max_new_tokens=5, do_sample=False), captions)
         for parameter in model.connector.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.05)
         expected = model(pixel_values=pixels, decoder_input_ids=ids).logits
     folder = captioner.save(tmp_path / method)
-    assert json.loads((folder / "config.json").read_text())["connector_layers"] == 2
+    saved = json.loads((folder / "config.json").read_text())
+    assert (saved["connector_layers"], saved["connector_kind"]) == (2, kind)
     loaded = load_captioner(folder)
     with torch.no_grad():
         assert torch.equal(loaded.model(pixel_values=pixels, decoder_input_ids=ids).logits, expected)
@@ -153,8 +158,25 @@ def test_a_captioner_without_a_connector_has_none(parts, tmp_path):
 def test_a_bad_connector_depth_is_refused_naming_the_option_or_file(parts, tmp_path):
     with pytest.raises(VlkitError, match="--connector-layers must be between 0 and 8, got -1"):
         build_captioner(_spec(parts, "cross-attn", connector_layers=-1))
+    with pytest.raises(VlkitError, match="--connector must be one of attention, local, got 'conv'"):
+        build_captioner(_spec(parts, "cross-attn", connector_layers=1, connector="conv"))
     folder = build_captioner(_spec(parts, "cross-attn")).save(tmp_path / "c")
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "connector_layers": 99}))
-    with pytest.raises(VlkitError, match="config.json: connector_layers: .* got 99"):
+    with pytest.raises(VlkitError, match="config.json: connector: .* got 99"):
         load_captioner(folder)
+
+
+def test_a_local_connector_mixes_each_patch_token_with_its_neighbours_only(parts):
+    model = build_captioner(_spec(parts, "cross-attn", connector_layers=1, connector="local")).model
+    rows, columns = model.connector.layers[0].grid
+    width = model.decoder.config.n_embd
+    tokens = torch.randn(1, 1 + rows * columns, width)  # CLS, then the patch grid row by row
+    far = tokens.clone()
+    far[0, 1 + (rows - 1) * columns + columns - 1] += 5.0  # the bottom-right patch token
+    with torch.no_grad():
+        before, after = model.connector(tokens), model.connector(far)
+    cells = range(rows * columns)
+    changed = {divmod(i, columns) for i in cells if not torch.equal(before[0, 1 + i], after[0, 1 + i])}
+    assert changed == {(r, c) for r in (rows - 2, rows - 1) for c in (columns - 2, columns - 1)}
+    assert torch.equal(before[0, 0], tokens[0, 0])  # CLS passes unchanged

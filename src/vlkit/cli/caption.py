@@ -71,8 +71,14 @@ def train(
     connector_layers: int = typer.Option(
         0,
         "--connector-layers",
-        help="New transformer layers between the image tokens and the cross-attention (they train with "
-        "every method; 0: none).",
+        help="New layers between the image tokens and the cross-attention (they train with every method; "
+        "0: none).",
+    ),
+    connector: str = typer.Option(
+        "attention",
+        "--connector",
+        help="The connector's layers: attention (transformer layers over all tokens) or local (each patch "
+        "token mixed with its 3x3 neighbours, so attention maps keep their places).",
     ),
     checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Steps between checkpoints."),
     log_every: int = typer.Option(10, "--log-every", help="Steps between loss log records."),
@@ -110,6 +116,7 @@ def train(
         tuning_config=dataclasses.asdict(tuning_config),
         max_caption_tokens=max_caption_tokens,
         connector_layers=connector_layers,
+        connector=connector,
         batch_size=batch_size,
         epochs=epochs,
         feature_cache=feature_cache,

@@ -101,25 +101,57 @@ class CaptionerSpec:
     )
     seed: int = field(default=0, metadata={"help": "seed of every new weight"})
     connector_layers: int = field(
-        default=0,
-        metadata={"help": "new transformer layers over the image tokens before the cross-attention"},
+        default=0, metadata={"help": "new layers over the image tokens before the cross-attention (0: none)"}
+    )
+    connector: str = field(
+        default="attention", metadata={"help": "the connector's layers: attention (transformer) or local"}
     )
 
 
 MAX_CONNECTOR_LAYERS = 8
+CONNECTOR_KINDS = ("attention", "local")
+
+
+class LocalMixer(torch.nn.Module):
+    """One pre-norm residual layer that mixes each patch token with its 3x3 neighbours on the patch grid
+    (a convolution, GELU, a linear map back): a non-linear reader of the tokens an object spans that keeps
+    a token's place, so cross-attention maps still point where the tokens came from. Tokens before the
+    grid (CLS) pass unchanged."""
+
+    def __init__(self, width: int, grid: tuple[int, int]):
+        super().__init__()
+        self.grid = grid
+        self.norm = torch.nn.LayerNorm(width)
+        self.mix = torch.nn.Conv2d(width, 2 * width, kernel_size=3, padding=1)
+        self.out = torch.nn.Linear(2 * width, width)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        rows, columns = self.grid
+        prefix = tokens.shape[1] - rows * columns
+        if prefix < 0:
+            count = tokens.shape[1]
+            raise VlkitError(f"connector: {count} image tokens, fewer than its {rows}x{columns} grid")
+        patches = tokens[:, prefix:]
+        grid = self.norm(patches).transpose(1, 2).reshape(tokens.shape[0], -1, rows, columns)
+        mixed = torch.nn.functional.gelu(self.mix(grid)).flatten(2).transpose(1, 2)
+        return torch.cat([tokens[:, :prefix], patches + self.out(mixed)], dim=1)
 
 
 class Connector(torch.nn.Module):
-    """New transformer layers over the (projected) image tokens, in the decoder's width."""
+    """New layers over the (projected) image tokens, in the decoder's width: transformer layers (`attention`,
+    torch's own pre-norm `TransformerEncoderLayer`) or local mixers (`local`)."""
 
-    def __init__(self, width: int, heads: int, layers: int):
+    def __init__(self, width: int, heads: int, layers: int, kind: str, grid: tuple[int, int]):
         super().__init__()
-        self.layers = torch.nn.ModuleList(
-            torch.nn.TransformerEncoderLayer(
-                width, heads, 4 * width, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        if kind == "local":
+            self.layers = torch.nn.ModuleList(LocalMixer(width, grid) for _ in range(layers))
+        else:
+            self.layers = torch.nn.ModuleList(
+                torch.nn.TransformerEncoderLayer(
+                    width, heads, 4 * width, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+                )
+                for _ in range(layers)
             )
-            for _ in range(layers)
-        )
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
@@ -127,15 +159,18 @@ class Connector(torch.nn.Module):
         return tokens
 
 
-def attach_connector(model: VisionEncoderDecoderModel, layers: int) -> None:
-    """Give `model` a connector of `layers` new layers (none for 0) and record the count in its config."""
+def attach_connector(model: VisionEncoderDecoderModel, layers: int, kind: str = "attention") -> None:
+    """Give `model` a connector of `layers` new layers of `kind` (none for 0); record both in its config."""
     if not isinstance(layers, int) or isinstance(layers, bool) or not 0 <= layers <= MAX_CONNECTOR_LAYERS:
         raise VlkitError(f"--connector-layers must be between 0 and {MAX_CONNECTOR_LAYERS}, got {layers!r}")
-    model.config.connector_layers = layers
+    if kind not in CONNECTOR_KINDS:
+        raise VlkitError(f"--connector must be one of {', '.join(CONNECTOR_KINDS)}, got {kind!r}")
+    model.config.connector_layers, model.config.connector_kind = layers, kind
     if layers == 0:
         return
-    decoder = model.decoder.config
-    model.connector = Connector(int(decoder.n_embd), int(decoder.n_head), layers)
+    decoder, encoder = model.decoder.config, model.config.encoder
+    side = int(encoder.image_size) // int(encoder.patch_size)
+    model.connector = Connector(int(decoder.n_embd), int(decoder.n_head), layers, kind, (side, side))
 
     def through_connector(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         tokens = kwargs.get("encoder_hidden_states")
@@ -144,10 +179,6 @@ def attach_connector(model: VisionEncoderDecoderModel, layers: int) -> None:
         return args, kwargs
 
     model.decoder.register_forward_pre_hook(through_connector, with_kwargs=True)
-
-
-def connector_layers(model: VisionEncoderDecoderModel) -> int:
-    return int(getattr(model.config, "connector_layers", 0) or 0)
 
 
 @dataclass
@@ -258,7 +289,7 @@ def build_captioner(spec: CaptionerSpec) -> Captioner:
     image_processor = _load_image_processor(spec.encoder)
     torch.manual_seed(spec.seed + 1)
     model = VisionEncoderDecoderModel(encoder=encoder, decoder=decoder)
-    attach_connector(model, spec.connector_layers)
+    attach_connector(model, spec.connector_layers, spec.connector)
     _set_special_tokens(model, tokenizer, spec.max_caption_tokens)
     _check_positions(model, method, tuning_config, spec.max_caption_tokens)
     torch.manual_seed(spec.seed + 2)
@@ -298,9 +329,11 @@ def load_captioner(
     decoder = GPT2LMHeadModel(config.decoder)
     model = VisionEncoderDecoderModel(config=config, encoder=encoder, decoder=decoder)
     try:
-        attach_connector(model, getattr(config, "connector_layers", 0))
+        attach_connector(
+            model, getattr(config, "connector_layers", 0), getattr(config, "connector_kind", "attention")
+        )
     except VlkitError as exc:
-        raise VlkitError(f"{folder / 'config.json'}: connector_layers: {exc}") from None
+        raise VlkitError(f"{folder / 'config.json'}: connector: {exc}") from None
     model.generation_config = GenerationConfig.from_pretrained(folder)
     method.apply(model, tuning_config)
     try:

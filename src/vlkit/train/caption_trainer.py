@@ -65,7 +65,10 @@ class CaptionTrainConfig:
     )
     max_caption_tokens: int = field(default=32, metadata={"help": "caption tokens kept, end token included"})
     connector_layers: int = field(
-        default=0, metadata={"help": "new transformer layers before the cross-attention"}
+        default=0, metadata={"help": "new layers over the image tokens before the cross-attention"}
+    )
+    connector: str = field(
+        default="attention", metadata={"help": "the connector's layers: attention or local"}
     )
     batch_size: int = field(default=32, metadata={"help": "images (each with one caption) per step"})
     epochs: int | None = field(
@@ -102,6 +105,7 @@ class CaptionTrainConfig:
             max_caption_tokens=self.max_caption_tokens,
             seed=self.loop.seed,
             connector_layers=self.connector_layers,
+            connector=self.connector,
         )
 
 
