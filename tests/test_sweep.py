@@ -13,6 +13,7 @@ from vlkit.baselines import retrieval_captions
 from vlkit.cli.main import main
 from vlkit.data.captions import load_caption_dataset
 from vlkit.errors import VlkitError
+from vlkit.models.captioner import load_captioner
 from vlkit.models.clip import load_clip
 from vlkit.sweep import SweepConfig, train_method
 
@@ -75,6 +76,13 @@ def test_sweep_on_the_quick_embedded_default_writes_its_table_and_reuses_finishe
     weights.write_bytes(weights.read_bytes())
     main(argv)
     assert record.stat().st_mtime_ns > before
+    # a connector is part of every method's captioner: the runs train again, each with it
+    before = record.stat().st_mtime_ns
+    main([*argv, "--connector-layers", "1", "--connector", "local"])
+    assert record.stat().st_mtime_ns > before
+    for method in ("cross-attn", "lora"):
+        model = load_captioner(tmp_path / "SWEEP" / "runs" / method).model
+        assert model.config.connector_kind == "local" and len(model.connector.layers) == 1
 
 
 @pytest.mark.parametrize(

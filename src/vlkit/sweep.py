@@ -71,6 +71,8 @@ class SweepConfig:
     clip_model: str | None = None  # CLIPScore's model and the retrieval baseline's (None: neither)
     mixed_precision: str = "auto"
     max_caption_tokens: int = 32  # the most; `caption_tokens` lowers it for every method alike to fit all
+    connector_layers: int = 0  # the captioner's connector (vlkit.models.captioner), the same for every method
+    connector: str = "attention"
 
     def caption_tokens(self) -> int:
         """Caption tokens every method keeps: `max_caption_tokens`, lowered where a method's reserved
@@ -110,6 +112,8 @@ class SweepConfig:
             feature_cache_dir=str(cache_dir),
             val_limit=self.val_limit,
             max_caption_tokens=caption_tokens or self.max_caption_tokens,
+            connector_layers=self.connector_layers,
+            connector=self.connector,
         )
         loop = config.loop
         loop.steps, loop.learning_rate, loop.warmup_steps = self.steps, self.learning_rate, self.warmup_steps

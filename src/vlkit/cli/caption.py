@@ -237,6 +237,12 @@ def sweep(
         help="Folder for the trained models and their outputs (default: OUT without .json).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the data order and of every new weight."),
+    connector_layers: int = typer.Option(
+        0, "--connector-layers", help="Connector layers of every method's captioner (0: none)."
+    ),
+    connector: str = typer.Option(
+        "attention", "--connector", help="The connector's layers: attention or local."
+    ),
     quick: bool = typer.Option(
         False, "--quick", help="A tiny embedded default: checks the path, not quality."
     ),
@@ -290,6 +296,8 @@ def sweep(
         seed=seed,
         val_limit=val_limit or None,
         clip_model=clip_model,
+        connector_layers=connector_layers,
+        connector=connector,
     )
     report = run_sweep(config, train_set, val_set, out, work / "runs")
     console.print(sweep_markdown(report))
