@@ -187,12 +187,16 @@ def test_the_feature_cache_spares_the_encoder_and_keeps_the_losses(parts, datase
     assert "encoder" not in events and again.feature_cache == result.feature_cache
 
 
+def _caption_train_command(parts, world, out, *options: str) -> None:
+    main(["--quiet", "caption", "train", "--data", str(world), "--encoder", str(parts[0]), "--decoder",
+          str(parts[1]), "--out", str(out), "--batch-size", "8", "--max-caption-tokens", "20", "--val-limit",
+          "3", "--mixed-precision", "no", *options])  # fmt: skip
+
+
 def test_caption_train_and_predict_commands(parts, shapes_world, tmp_path):
     out = tmp_path / "captioner"
-    main(["--quiet", "caption", "train", "--data", str(shapes_world), "--encoder", str(parts[0]),
-          "--decoder", str(parts[1]), "--tuning", "lora", "--tuning-option", "rank=2", "--out", str(out),
-          "--steps", "2", "--batch-size", "8", "--max-caption-tokens", "20", "--val-limit", "3",
-          "--mixed-precision", "no"])  # fmt: skip
+    options = ["--tuning", "lora", "--tuning-option", "rank=2", "--steps", "2"]
+    _caption_train_command(parts, shapes_world, out, *options)
     assert load_captioner(out).tuning_config.rank == 2 and (out / "best" / "best.json").is_file()
     images = tmp_path / "images"
     images.mkdir()
@@ -286,10 +290,8 @@ def test_same_seed_gives_identical_weights_captions_and_metrics(parts, datasets,
 
 def test_caption_train_with_a_connector_trains_it_from_cached_features(parts, shapes_world, tmp_path):
     out = tmp_path / "captioner"
-    main(["--quiet", "caption", "train", "--data", str(shapes_world), "--encoder", str(parts[0]),
-          "--decoder", str(parts[1]), "--tuning", "cross-attn", "--connector-layers", "1", "--out", str(out),
-          "--steps", "3", "--batch-size", "8", "--max-caption-tokens", "20", "--val-limit", "3",
-          "--mixed-precision", "no"])  # fmt: skip
+    options = ["--tuning", "cross-attn", "--connector-layers", "1", "--steps", "3"]
+    _caption_train_command(parts, shapes_world, out, *options)
     trained = load_captioner(out)
     fresh = build_captioner(_config(parts, "cross-attn", connector_layers=1).spec())
     assert len(trained.model.connector.layers) == 1 and (out / "feature_cache").is_dir()

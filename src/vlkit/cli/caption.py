@@ -78,7 +78,7 @@ def train(
         "attention",
         "--connector",
         help="The connector's layers: attention (transformer layers over all tokens) or local (each patch "
-        "token mixed with its 3x3 neighbours, so attention maps keep their places).",
+        "token mixed with its 3x3 neighbours).",
     ),
     checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Steps between checkpoints."),
     log_every: int = typer.Option(10, "--log-every", help="Steps between loss log records."),

@@ -14,10 +14,11 @@ saves or loads the result as one folder:
     tokenizer files, preprocessor_config.json
     tuning_config.json                   {"method": ..., "config": {...}}: the method and its settings
 
-An optional **connector** (`connector_layers` > 0, stored in config.json) puts new transformer layers
-(torch's own `nn.TransformerEncoderLayer`, pre-norm, in the decoder's width) between the image tokens and
-the decoder's cross-attention, as BLIP-2's Q-Former or mPLUG-Owl's abstractor sit between a frozen encoder
-and a frozen LM. Cross-attention reads a weighted mean of the tokens' linear projections, which cannot
+An optional **connector** (`connector_layers` > 0 and `connector_kind`, stored in config.json) puts new
+layers between the image tokens and the decoder's cross-attention, as BLIP-2's Q-Former or mPLUG-Owl's
+abstractor sit between a frozen encoder and a frozen LM: `attention`, torch's own pre-norm
+`nn.TransformerEncoderLayer` over all tokens, or `local`, a convolution MLP that mixes each patch token with
+its 3x3 neighbours. Cross-attention reads a weighted mean of the tokens' linear projections, which cannot
 combine the several tokens an object spans non-linearly; a connector layer can (measured on the shapes
 world in the README). transformers' `VisionEncoderDecoderModel` has no such slot (its `enc_to_dec_proj` is a
 linear map that exists only when the widths differ), so the connector is a submodule of the captioner
@@ -114,9 +115,9 @@ CONNECTOR_KINDS = ("attention", "local")
 
 class LocalMixer(torch.nn.Module):
     """One pre-norm residual layer that mixes each patch token with its 3x3 neighbours on the patch grid
-    (a convolution, GELU, a linear map back): a non-linear reader of the tokens an object spans that keeps
-    a token's place, so cross-attention maps still point where the tokens came from. Tokens before the
-    grid (CLS) pass unchanged."""
+    (a convolution, GELU, a linear map back): a non-linear reader of the tokens an object spans. An output
+    token depends on its own neighbourhood only, so an attention map over them is off by at most one patch
+    (the pointing game still falls with it: README). Tokens before the grid (CLS) pass unchanged."""
 
     def __init__(self, width: int, grid: tuple[int, int]):
         super().__init__()
