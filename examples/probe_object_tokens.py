@@ -87,7 +87,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     train_records, train_tokens = token_features(args.clip, args.world, "train", args.train_images)
     val_records, val_tokens = token_features(args.clip, args.world, "val", 10**9)
     config = json.loads((args.clip / "config.json").read_text())["vision_config"]

@@ -10,7 +10,7 @@ would be a heavy dependency that still needs these word lists.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,24 +120,26 @@ def write_captions(
     objects: Sequence[SceneObject], image_size: int, rng: np.random.Generator, n: int
 ) -> list[str]:
     """`n` captions of the scene, distinct where the grammar allows, each naming every object."""
-    captions: list[str] = []
-    for _ in range(20 * n):
-        caption = _caption(objects, image_size, rng)
-        if caption not in captions:
-            captions.append(caption)
-        if len(captions) == n:
-            return captions
-    # Only reachable with n far above 5: repeat rather than return fewer than asked.
-    return [captions[i % len(captions)] for i in range(n)]
+    return _distinct(lambda: _caption(objects, image_size, rng), n)
 
 
 def write_alt_texts(colour: str, shape: str, rng: np.random.Generator, n: int) -> list[str]:
     """`n` distinct short captions of one object, naming only its colour and shape, the way alt text on the
     web names a picture's subject ("a red star", "a photo of one star in red"): the CLIP's corpus."""
+
+    def alt_text() -> str:
+        body = f"{shape} in {colour}" if rng.random() < 0.3 else f"{colour} {shape}"
+        return _pick(FRAMINGS, rng) + ("one " if rng.random() < 0.15 else _article(body) + " ") + body
+
+    return _distinct(alt_text, n)
+
+
+def _distinct(draw: Callable[[], str], n: int) -> list[str]:
+    """`n` captions from `draw`, distinct when 20n draws find that many; otherwise the distinct ones
+    repeated (only with n far above 5), rather than fewer than asked."""
     captions: list[str] = []
     for _ in range(20 * n):
-        body = f"{shape} in {colour}" if rng.random() < 0.3 else f"{colour} {shape}"
-        caption = _pick(FRAMINGS, rng) + ("one " if rng.random() < 0.15 else _article(body) + " ") + body
+        caption = draw()
         if caption not in captions:
             captions.append(caption)
         if len(captions) == n:
