@@ -47,13 +47,16 @@ def main() -> None:
     if connector is None:
         parser.error(f"{args.model}: this captioner has no connector (config.json connector_layers is 0)")
     caption_images = attend.caption_images
+    seen: dict[str, torch.Tensor] = {}
+    # The tokens the connector last read (after any width projection): those of the teacher-forced pass that
+    # `caption_images` takes the attention from, after `generate`.
+    connector.register_forward_pre_hook(lambda module, args: seen.update(tokens=args[0].detach()))
 
     def through_connector(captioner, images, config=None, return_attentions=False):
         output = caption_images(captioner, images, config, return_attentions)
         if return_attentions:
-            with torch.no_grad():
-                features = captioner.encode_images(captioner.preprocess(images)).float()
-            relevance = connector_relevance(connector, features)
+            tokens = seen["tokens"].clone()  # read under inference mode: a copy autograd may use
+            relevance = connector_relevance(connector, tokens).float()
             output.attentions = [a.float() @ relevance[k] for k, a in enumerate(output.attentions)]
         return output
 
