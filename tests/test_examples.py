@@ -50,13 +50,19 @@ def test_the_connector_relevance_example_reads_maps_back_through_the_connector(
     clip, _, gpt2 = save_tiny_parts(tmp_path)  # CLIP width 32, GPT-2 24: the connector reads projected tokens
     spec = CaptionerSpec(str(clip), str(gpt2), "cross-attn", None, 8, connector_layers=1, connector="local")
     folder = build_captioner(spec).save(tmp_path / "captioner")
-    connector = load_captioner(folder).model.connector
-    relevance = example.connector_relevance(connector, torch.randn(2, 17, 24))  # CLS + a 4x4 grid
-    assert relevance.shape == (2, 17, 17) and torch.allclose(relevance.sum(-1), torch.ones(2, 17))
-    assert torch.equal(relevance[:, 0], torch.eye(17)[0].expand(2, 17))  # CLS passes unchanged
-    for j in range(16):  # a patch depends on its 3x3 neighbours only, never on CLS
-        near = [1 + i for i in range(16) if abs(i // 4 - j // 4) <= 1 and abs(i % 4 - j % 4) <= 1]
-        far = [i for i in range(17) if i not in near]
+    model = load_captioner(folder).model
+    rows, columns = model.connector.layers[0].grid
+    n = 1 + rows * columns  # CLS, then the patch grid row by row
+    relevance = example.connector_relevance(model.connector, torch.randn(2, n, model.decoder.config.n_embd))
+    assert relevance.shape == (2, n, n) and torch.allclose(relevance.sum(-1), torch.ones(2, n))
+    assert torch.equal(relevance[:, 0], torch.eye(n)[0].expand(2, n))  # CLS passes unchanged
+    for j in range(rows * columns):  # a patch depends on its 3x3 neighbours only, never on CLS
+        near = [
+            1 + i
+            for i in range(rows * columns)
+            if abs(i // columns - j // columns) <= 1 and abs(i % columns - j % columns) <= 1
+        ]
+        far = [i for i in range(n) if i not in near]
         assert (relevance[:, 1 + j, near] > 0).all() and (relevance[:, 1 + j, far] == 0).all()
     monkeypatch.setattr(attend, "caption_images", attend.caption_images)  # the example swaps it: put it back
     out = tmp_path / "relevance"
