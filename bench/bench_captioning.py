@@ -137,9 +137,9 @@ def _measure_training(args: dict[str, Any]) -> None:
     """Child process: train `steps` steps of one method through vlkit's loop; write step time and peak RSS."""
     torch.set_num_threads(args["threads"])
     os.environ["VLKIT_PROGRESS"] = "0"
-    from vlkit import progress
     from vlkit.data.captions import load_caption_dataset
-    from vlkit.models.captioner import CaptionerSpec, build_captioner
+    from vlkit.models.captioner.model import CaptionerSpec, build_captioner
+    from vlkit.runtime import progress
     from vlkit.train.caption_trainer import (
         CachedFeatures,
         CaptionBatches,
@@ -147,8 +147,9 @@ def _measure_training(args: dict[str, Any]) -> None:
         make_caption_loss,
         tokenize_captions,
     )
+    from vlkit.train.config import LoopConfig
     from vlkit.train.feature_cache import build_feature_cache
-    from vlkit.train.loop import LoopConfig, run_training
+    from vlkit.train.loop import run_training
 
     progress.set_enabled(False)
     root = Path(args["root"])
@@ -291,8 +292,8 @@ def _captions_per_second(function, images: list, repeats: int = 2) -> tuple[floa
 
 
 def _generation_rows(root: Path, n_images: int) -> list[BenchRow]:
-    from vlkit.generate import DecodingConfig, caption_images
-    from vlkit.models.captioner import CaptionerSpec, build_captioner, load_captioner
+    from vlkit.captioning.generate import DecodingConfig, caption_images
+    from vlkit.models.captioner.model import CaptionerSpec, build_captioner, load_captioner
 
     captioner = build_captioner(
         CaptionerSpec(str(root / "encoder"), str(root / "decoder"), "cross-attn", None, CAPTION_TOKENS)

@@ -15,8 +15,8 @@ from transformers import CLIPConfig, CLIPModel
 
 from bench.common import BenchRow
 from vlkit.models.clip import HFClip
-from vlkit.zeroshot import score_templates
-from vlkit.zeroshot_templates import IMAGENET80_TEMPLATES
+from vlkit.zeroshot.classifier import score_templates
+from vlkit.zeroshot.templates import IMAGENET80_TEMPLATES
 
 COMMAND = "python -m bench zeroshot"
 CLASSES = ["dog", "cat", "car", "tree", "house", "boat", "bird", "horse", "plane", "chair"]

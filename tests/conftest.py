@@ -9,12 +9,12 @@ import pytest
 import torch
 from hypothesis import settings
 
-os.environ["VLKIT_PROGRESS"] = "0"  # before vlkit.progress reads it
+os.environ["VLKIT_PROGRESS"] = "0"  # before vlkit.runtime.progress reads it
 
-from vlkit import progress  # noqa: E402
-from vlkit.data.shapes import ShapesConfig, generate_world  # noqa: E402
+from vlkit.runtime import progress  # noqa: E402
+from vlkit.shapes.world import ShapesConfig, generate_world  # noqa: E402
 
-progress.set_enabled(False)  # in case vlkit.progress was imported before this file
+progress.set_enabled(False)  # in case vlkit.runtime.progress was imported before this file
 # The tests' models are tiny: one thread runs them faster than two fighting over 2 cores (seen: 8 ms against
 # 0.45 s a step when another process held the other core).
 torch.set_num_threads(1)

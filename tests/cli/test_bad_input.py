@@ -14,7 +14,7 @@ import pytest
 from tests.data import badfiles
 from tests.models.tiny_captioner import save_tiny_parts
 from vlkit.cli.main import main
-from vlkit.models.captioner import CaptionerSpec, build_captioner
+from vlkit.models.captioner.model import CaptionerSpec, build_captioner
 
 
 @pytest.fixture(scope="module")

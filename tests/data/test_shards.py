@@ -93,7 +93,7 @@ def test_data_shard_command(shapes_world, tmp_path, capsys):
 
 def test_caption_predict_reads_shards_as_it_reads_the_folder(shapes_world, tmp_path):
     from tests.models.tiny_captioner import save_tiny_parts
-    from vlkit.models.captioner import CaptionerSpec, build_captioner
+    from vlkit.models.captioner.model import CaptionerSpec, build_captioner
 
     clip, _, gpt2 = save_tiny_parts(tmp_path / "parts")
     model = build_captioner(CaptionerSpec(str(clip), str(gpt2), "cross-attn", None, 6)).save(tmp_path / "cap")

@@ -11,7 +11,7 @@ import os
 import pytest
 
 from tests.metrics.caption_corpus import corpus
-from vlkit.metrics.tokenize import java_available, ptb_tokenize_java
+from vlkit.metrics.ptb_java import java_available, ptb_tokenize_java
 
 
 def require_java() -> None:

@@ -11,7 +11,7 @@ from pycocoevalcap.rouge.rouge import Rouge
 
 from tests.metrics.conftest import require_java
 from vlkit.errors import VlkitError
-from vlkit.metrics import coco, tokenize
+from vlkit.metrics import coco, ptb_java
 from vlkit.metrics.coco import coco_metrics
 
 CANDIDATES = {1: "A man riding a horse on the beach.", 2: "Two dogs play in the snow", 3: "a red bus"}
@@ -25,8 +25,8 @@ REFERENCES = {
 def _expected_bleu_and_rouge() -> dict[str, float]:
     """pycocoevalcap's scorers on its own (Java) tokenization."""
     keys = list(REFERENCES)
-    gts = {key: tokenize.ptb_tokenize_java(REFERENCES[key]) for key in keys}
-    res = {key: tokenize.ptb_tokenize_java([CANDIDATES[key]]) for key in keys}
+    gts = {key: ptb_java.ptb_tokenize_java(REFERENCES[key]) for key in keys}
+    res = {key: ptb_java.ptb_tokenize_java([CANDIDATES[key]]) for key in keys}
     with contextlib.redirect_stdout(io.StringIO()):
         bleu, _ = Bleu(4).compute_score(gts, res)
     rouge, _ = Rouge().compute_score(gts, res)
@@ -59,7 +59,7 @@ def test_spice_without_its_models_is_unavailable_with_the_reason(with_java: coco
 def test_without_java_bleu_and_rouge_stay_and_the_java_metrics_say_why(
     monkeypatch: pytest.MonkeyPatch, with_java: coco.CocoMetrics
 ) -> None:
-    monkeypatch.setattr(tokenize, "java_available", lambda: False)
+    monkeypatch.setattr(ptb_java, "java_available", lambda: False)
     without = coco_metrics(CANDIDATES, REFERENCES)
     assert without.tokenizer == "ptb"
     for name in ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l"):

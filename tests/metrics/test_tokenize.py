@@ -10,8 +10,9 @@ from tests.metrics.caption_corpus import generated_captions, tricky_captions
 from tests.metrics.conftest import require_java
 from vlkit.errors import VlkitError
 from vlkit.metrics import tokenize
+from vlkit.metrics.ptb_java import ptb_tokenize_java
 from vlkit.metrics.ptb_lexer import lex
-from vlkit.metrics.tokenize import java_lower, ptb_tokenize, ptb_tokenize_java
+from vlkit.metrics.tokenize import java_lower, ptb_tokenize
 
 
 def test_tokens_equal_pycocoevalcaps_java_tokenizer_on_the_whole_corpus(

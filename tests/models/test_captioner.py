@@ -11,7 +11,7 @@ from transformers import CLIPModel, CLIPVisionModel, GPT2LMHeadModel, ViTModel
 
 from tests.models.tiny_captioner import save_tiny_parts
 from vlkit.errors import VlkitError
-from vlkit.models.captioner import TUNING_FILE, CaptionerSpec, build_captioner, load_captioner
+from vlkit.models.captioner.model import TUNING_FILE, CaptionerSpec, build_captioner, load_captioner
 from vlkit.models.tuning import TUNING_METHODS
 
 
@@ -97,7 +97,8 @@ def test_parts_of_the_wrong_kind_are_refused_naming_the_option(parts):
 
 
 def test_a_caption_longer_than_the_decoder_positions_is_refused(parts):
-    with pytest.raises(VlkitError, match="--max-caption-tokens: 35 caption tokens \\+ 10 positions reserved"):
+    reserved = "CaptionerSpec.max_caption_tokens: 35 caption tokens \\+ 10 positions reserved"
+    with pytest.raises(VlkitError, match=reserved):
         build_captioner(CaptionerSpec(str(parts["vit"]), str(parts["gpt2"]), "prefix", max_caption_tokens=35))
 
 
@@ -155,10 +156,10 @@ def test_a_captioner_without_a_connector_has_none(parts, tmp_path):
     assert not hasattr(load_captioner(captioner.save(tmp_path / "c")).model, "connector")
 
 
-def test_a_bad_connector_depth_is_refused_naming_the_option_or_file(parts, tmp_path):
-    with pytest.raises(VlkitError, match="--connector-layers must be between 0 and 8, got -1"):
+def test_a_bad_connector_depth_is_refused_naming_the_field_or_file(parts, tmp_path):
+    with pytest.raises(VlkitError, match="CaptionerSpec.connector_layers: must be between 0 and 8, got -1"):
         build_captioner(_spec(parts, "cross-attn", connector_layers=-1))
-    with pytest.raises(VlkitError, match="--connector must be one of attention, local, got 'conv'"):
+    with pytest.raises(VlkitError, match="CaptionerSpec.connector: must be one of attention, local, got"):
         build_captioner(_spec(parts, "cross-attn", connector_layers=1, connector="conv"))
     folder = build_captioner(_spec(parts, "cross-attn")).save(tmp_path / "c")
     config = json.loads((folder / "config.json").read_text())

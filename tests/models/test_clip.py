@@ -124,24 +124,23 @@ def _pickled_copy(source, folder, state):
 def test_pickled_weights_need_allow_pickle_and_then_load_as_tensors_only(tiny_clip_dir, tmp_path):
     from safetensors.torch import load_file
 
-    from vlkit.models.clip import set_allow_pickle
-
     state = load_file(str(tiny_clip_dir / "model.safetensors"))
     benign = _pickled_copy(tiny_clip_dir, tmp_path / "benign", state)
     marker = tmp_path / "pwned"
     hostile = _pickled_copy(tiny_clip_dir, tmp_path / "hostile", {**state, "extra": _Payload(marker)})
-    with pytest.raises(VlkitError, match="--allow-pickle"):
+    hint = r"benign: .*pytorch_model.bin.*`vlkit --allow-pickle COMMAND \.\.\.`"
+    with pytest.raises(VlkitError, match=hint):  # the default spec refuses pickles
         load_clip(str(benign))
-    set_allow_pickle(True)
-    try:
-        texts = ["a red circle", "two blue stars"]
-        expected = load_clip(str(tiny_clip_dir)).encode_texts(texts)
-        assert torch.equal(load_clip(str(benign)).encode_texts(texts), expected)
-        with pytest.raises(VlkitError, match="cannot load a CLIP from this folder"):
-            load_clip(str(hostile))  # torch.load(weights_only=True) refuses the object
-        assert not marker.exists()
-    finally:
-        set_allow_pickle(False)
+    with pytest.raises(VlkitError, match="--allow-pickle"):
+        load_clip(ClipSpec(str(benign), allow_pickle=False))
+    texts = ["a red circle", "two blue stars"]
+    expected = load_clip(str(tiny_clip_dir)).encode_texts(texts)
+    assert torch.equal(load_clip(ClipSpec(str(benign), allow_pickle=True)).encode_texts(texts), expected)
+    with pytest.raises(VlkitError, match="cannot load a CLIP from this folder"):
+        load_clip(ClipSpec(str(hostile), allow_pickle=True))  # torch.load(weights_only=True) refuses it
+    assert not marker.exists()
+    with pytest.raises(VlkitError, match="--allow-pickle"):
+        load_clip(str(benign))  # the option belongs to that one spec: nothing global was switched on
 
 
 def _with_remote_code(source: Path, folder: Path, marker: Path) -> Path:
@@ -160,7 +159,7 @@ def _with_remote_code(source: Path, folder: Path, marker: Path) -> Path:
 
 def test_remote_code_named_by_a_model_folder_never_runs(tiny_clip_dir, tmp_path):
     from tests.models.tiny_captioner import save_tiny_gpt2
-    from vlkit.models.captioner import CaptionerSpec, build_captioner, load_captioner
+    from vlkit.models.captioner.model import CaptionerSpec, build_captioner, load_captioner
 
     marker = tmp_path / "marker"
     clip_dir = _with_remote_code(tiny_clip_dir, tmp_path / "clip", marker)

@@ -13,10 +13,11 @@ from transformers import AutoTokenizer, GPT2LMHeadModel
 from tests.models.tiny import save_tiny_clip
 from vlkit.cli.main import main
 from vlkit.data.captions import load_caption_dataset
-from vlkit.models.captioner import CaptionerSpec, build_captioner
-from vlkit.models.lm import LmArchitecture, LmTrainConfig, token_rows, train_lm
+from vlkit.models.architectures import LmArchitecture
+from vlkit.models.captioner.model import CaptionerSpec, build_captioner
 from vlkit.models.text_tokenizer import train_bpe_tokenizer
-from vlkit.train.loop import LoopConfig
+from vlkit.train.config import LmTrainConfig, LoopConfig
+from vlkit.train.lm_trainer import token_rows, train_lm
 
 TINY_LM = LmArchitecture(width=32, layers=2, heads=2, positions=40, vocab_size=300)
 

@@ -10,7 +10,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from tests.models.tiny_captioner import save_tiny_parts
 from vlkit.errors import VlkitError
-from vlkit.models.captioner import CaptionerSpec, build_captioner
+from vlkit.models.captioner.model import CaptionerSpec, build_captioner
 from vlkit.models.tuning import TUNING_METHODS, tuning_method
 
 NEW = r"(\.crossattention\.|\.ln_cross_attn\.|^enc_to_dec_proj\.)"
@@ -48,7 +48,7 @@ def _expected_trainable(names: list[str], method: str) -> set[str]:
 def test_every_method_is_registered_under_its_own_name():
     assert list(TUNING_METHODS) == ["cross-attn", "lora", "ia3", "prefix", "adapter", "full"]
     assert all(name == method.name for name, method in TUNING_METHODS.items())
-    with pytest.raises(VlkitError, match="--tuning: unknown method 'qlora'"):
+    with pytest.raises(VlkitError, match="tuning: unknown method 'qlora'"):
         tuning_method("qlora")
 
 

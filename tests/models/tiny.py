@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vlkit.models.architectures import ClipArchitecture
+from vlkit.models.clip_scratch import build_clip, image_processor_for
 from vlkit.models.text_tokenizer import train_bpe_tokenizer
-from vlkit.train.clip_trainer import ClipArchitecture, build_clip, image_processor_for
 
 TINY_CLIP = ClipArchitecture(
     image_size=32,

@@ -16,19 +16,16 @@ from tests.models.tiny import save_tiny_clip
 from vlkit.cli.main import main
 from vlkit.data.captions import load_caption_dataset
 from vlkit.data.images import read_image
-from vlkit.models.captioner import load_captioner
-from vlkit.models.lm import LmArchitecture, LmTrainConfig, train_lm
+from vlkit.models.architectures import LmArchitecture
+from vlkit.models.captioner.config import CaptionerSpec
+from vlkit.models.captioner.model import build_captioner, load_captioner
 from vlkit.models.tuning import TUNING_METHODS
 from vlkit.train import caption_trainer
-from vlkit.train.caption_trainer import (
-    RESULT_FILE,
-    CaptionTrainConfig,
-    build_captioner,
-    tokenize_captions,
-    train_captioner,
-)
+from vlkit.train.caption_batches import tokenize_captions
+from vlkit.train.caption_trainer import RESULT_FILE, train_captioner
 from vlkit.train.checkpoint import list_checkpoints, load_checkpoint
-from vlkit.train.loop import LoopConfig
+from vlkit.train.config import CaptionTrainConfig, LmTrainConfig, LoopConfig
+from vlkit.train.lm_trainer import train_lm
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +55,9 @@ def _config(parts, tuning="lora", steps=6, **options) -> CaptionTrainConfig:
         steps=steps, learning_rate=1e-2, warmup_steps=2, checkpoint_every=3, log_every=1, mixed_precision="no"
     )
     options.setdefault("batch_size", 8)
-    return CaptionTrainConfig(
-        encoder=str(parts[0]),
-        decoder=str(parts[1]),
-        tuning=tuning,
-        max_caption_tokens=24,
-        loop=loop,
-        **options,
-    )
+    spec = {name: options.pop(name) for name in ("connector_layers", "connector") if name in options}
+    captioner = CaptionerSpec(str(parts[0]), str(parts[1]), tuning, max_caption_tokens=24, **spec)
+    return CaptionTrainConfig(captioner, loop=loop, **options)
 
 
 def _log(folder):
@@ -260,9 +252,9 @@ def test_help_of_the_caption_and_lm_commands(path, capsys, monkeypatch):
 
 def test_same_seed_gives_identical_weights_captions_and_metrics(parts, datasets, shapes_world, tmp_path):
     """Two runs from the same seed and inputs: the same tensors bit for bit, captions and scores."""
-    from vlkit.data.files import write_json_atomic
-    from vlkit.evaluate import EvaluationRequest, run_evaluation
-    from vlkit.generate import predict_captions
+    from vlkit.captioning.generate import predict_captions
+    from vlkit.pipelines.evaluate import EvaluationRequest, run_evaluation
+    from vlkit.runtime.files import write_json_atomic
 
     outcomes = []
     for run in ("a", "b"):

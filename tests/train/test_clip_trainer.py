@@ -15,8 +15,8 @@ from vlkit.errors import VlkitError
 from vlkit.models.clip import load_clip
 from vlkit.train import clip_trainer, negatives
 from vlkit.train.checkpoint import list_checkpoints
-from vlkit.train.clip_trainer import ClipTrainConfig, train_clip
-from vlkit.train.loop import LoopConfig
+from vlkit.train.clip_trainer import train_clip
+from vlkit.train.config import ClipTrainConfig, LoopConfig
 
 
 def _config(steps: int = 6, **loop) -> ClipTrainConfig:
@@ -214,7 +214,7 @@ def test_clip_train_on_a_world_reads_its_alt_text_corpus_unless_told_scenes(
     def record(config, train, val, out_dir, resume=False):
         seen["train"], seen["val"] = train, val
 
-    monkeypatch.setattr("vlkit.cli.clip.train_clip", record)
+    monkeypatch.setattr("vlkit.train.clip_trainer.train_clip", record)
     main(["--quiet", "clip", "train", "--data", str(shapes_world), "--out", str(tmp_path / "m"), *extra])
     expected = load_caption_dataset(shapes_world / corpus, (shapes_world / corpus).parent / "images")
     assert seen["train"].image_paths() == expected.image_paths()

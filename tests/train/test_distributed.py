@@ -142,7 +142,7 @@ def test_caption_training_on_two_processes_follows_one_and_resumes(shapes_world,
 
 
 def test_predict_and_zeroshot_on_two_processes_write_what_one_process_writes(shapes_world, tmp_path):
-    from vlkit.models.captioner import CaptionerSpec, build_captioner
+    from vlkit.models.captioner.model import CaptionerSpec, build_captioner
 
     parts = tmp_path / "parts"
     save_tiny_clip(parts / "clip")

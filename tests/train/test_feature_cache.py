@@ -11,7 +11,7 @@ from tests.models.tiny_captioner import save_tiny_parts
 from vlkit.data.captions import load_caption_dataset
 from vlkit.data.images import read_image
 from vlkit.data.shards import ShardSet, write_shards
-from vlkit.models.captioner import CaptionerSpec, build_captioner
+from vlkit.models.captioner.model import CaptionerSpec, build_captioner
 from vlkit.train import feature_cache
 from vlkit.train.feature_cache import META_FILE, PART_FILE, ImageParts, build_feature_cache
 

@@ -1,4 +1,5 @@
-"""`vlkit caption ...`: train a captioner with one tuning method, and caption a folder of images."""
+"""`vlkit caption ...`: train a captioner with one tuning method, caption images, sweep the methods, draw
+the attention maps. Options come from the configs' fields; the library loads on use, not for `--help`."""
 
 from __future__ import annotations
 
@@ -8,30 +9,28 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from vlkit.cli.train_data import SHUFFLE_BUFFER, TRAIN_SHARDS, training_data
-from vlkit.data.captions import load_caption_dataset
+from vlkit.captioning.config import DecodingConfig
+from vlkit.cli.options import build, config_options
+from vlkit.cli.train_data import SHUFFLE_BUFFER, TRAIN_SHARDS
 from vlkit.data.classification import IMAGE_EXTENSIONS
-from vlkit.data.files import write_json_atomic
-from vlkit.distributed import process_state
 from vlkit.errors import VlkitError
-from vlkit.generate import DecodingConfig, predict_captions
-from vlkit.models.captioner import load_captioner
-from vlkit.models.clip import resolve_device, resolve_precision
-from vlkit.models.tuning import TUNING_METHODS, tuning_method
+from vlkit.models.tuning import TUNING_METHODS
 from vlkit.models.tuning.base import option_help
-from vlkit.train.caption_trainer import CaptionTrainConfig, train_captioner
+from vlkit.train.config import CaptionTrainConfig
 
 app = typer.Typer(help="Train an image captioner and caption images.", no_args_is_help=True)
 console = Console()
 
-_METHODS_HELP = " | ".join(f"{name}: {method.summary}" for name, method in TUNING_METHODS.items())
 _OPTIONS_HELP = " | ".join(
     f"{name}: {option_help(method)}" for name, method in TUNING_METHODS.items() if option_help(method)
 )
 
 
 @app.command("train")
+@config_options(CaptionTrainConfig)
 def train(
+    ctx: typer.Context,
+    values: dict,
     data: Path = typer.Option(
         None,
         "--data",
@@ -39,13 +38,6 @@ def train(
     ),
     train_shards: str = TRAIN_SHARDS,
     shuffle_buffer: int = SHUFFLE_BUFFER,
-    encoder: str = typer.Option(
-        ...,
-        "--encoder",
-        help="Vision encoder: hub id or folder (CLIP, SigLIP or ViT; a CLIP gives its tower).",
-    ),
-    decoder: str = typer.Option(..., "--decoder", help="GPT-2-family decoder: hub id or folder (e.g. gpt2)."),
-    tuning: str = typer.Option("lora", "--tuning", help=f"What trains. {_METHODS_HELP}."),
     out: Path = typer.Option(
         ..., "--out", help="Captioner folder to write (HF layout); the best is OUT/best."
     ),
@@ -58,84 +50,26 @@ def train(
     val_images: Path = typer.Option(
         None, "--val-images", help="Root of val.json's files (default: DATA/images)."
     ),
-    steps: int = typer.Option(None, "--steps", help="Optimizer steps (default 1000 unless --epochs)."),
-    epochs: int = typer.Option(None, "--epochs", help="Train for this many epochs (overrides --steps)."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Images (one caption each) per step."),
-    learning_rate: float = typer.Option(1e-3, "--learning-rate", help="Peak learning rate."),
-    warmup_steps: int = typer.Option(
-        50, "--warmup-steps", help="Linear warm-up steps before the cosine decay."
-    ),
-    max_caption_tokens: int = typer.Option(
-        32, "--max-caption-tokens", help="Caption tokens kept, end included."
-    ),
-    connector_layers: int = typer.Option(
-        0,
-        "--connector-layers",
-        help="New layers between the image tokens and the cross-attention (they train with every method; "
-        "0: none).",
-    ),
-    connector: str = typer.Option(
-        "attention",
-        "--connector",
-        help="The connector's layers: attention (transformer layers over all tokens) or local (each patch "
-        "token mixed with its 3x3 neighbours).",
-    ),
-    checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Steps between checkpoints."),
-    log_every: int = typer.Option(10, "--log-every", help="Steps between loss log records."),
-    val_limit: int = typer.Option(None, "--val-limit", help="Validate CIDEr-D on the first N val images."),
-    feature_cache: bool = typer.Option(
-        True, "--feature-cache/--no-feature-cache", help="Cache a frozen encoder's features on disk."
-    ),
-    feature_cache_dir: Path = typer.Option(
-        None,
-        "--feature-cache-dir",
-        help="Folder of feature caches, shareable between runs (default: OUT/feature_cache).",
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the new weights, the data order and dropout."),
-    mixed_precision: str = typer.Option("auto", "--mixed-precision", help="no, bf16, fp16 or auto."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint."),
 ) -> None:
     """Teacher-force a captioner on the training captions; validation CIDEr-D after every epoch."""
-    method = tuning_method(tuning)
-    for name, value in (
-        ("steps", steps),
-        ("epochs", epochs),
-        ("batch-size", batch_size),
-        ("learning-rate", learning_rate),
-        ("checkpoint-every", checkpoint_every),
-        ("log-every", log_every),
-        ("val-limit", val_limit),
-    ):
-        if value is not None and value <= 0:
-            raise VlkitError(f"--{name}: must be positive, got {value}")
-    tuning_config = method.config_from_options(tuning_option)
-    config = CaptionTrainConfig(
-        encoder=encoder,
-        decoder=decoder,
-        tuning=tuning,
-        tuning_config=dataclasses.asdict(tuning_config),
-        max_caption_tokens=max_caption_tokens,
-        connector_layers=connector_layers,
-        connector=connector,
-        batch_size=batch_size,
-        epochs=epochs,
-        feature_cache=feature_cache,
-        feature_cache_dir=str(feature_cache_dir) if feature_cache_dir else None,
-        val_limit=val_limit,
+    from vlkit.cli.context import allow_pickle
+    from vlkit.data.training import training_data
+    from vlkit.models.tuning import tuning_method
+    from vlkit.runtime.distributed import process_state
+    from vlkit.train.caption_trainer import train_captioner
+
+    config = build(CaptionTrainConfig, values)
+    method = tuning_method(config.captioner.tuning)
+    tuning_config = dataclasses.asdict(method.config_from_options(tuning_option))
+    config = dataclasses.replace(
+        config, captioner=dataclasses.replace(config.captioner, tuning_config=tuning_config)
     )
-    loop = config.loop
-    loop.steps = steps or loop.steps
-    loop.learning_rate, loop.warmup_steps, loop.checkpoint_every = (
-        learning_rate,
-        warmup_steps,
-        checkpoint_every,
-    )
-    loop.seed, loop.mixed_precision, loop.log_every = seed, mixed_precision, log_every
     train_set, val_set = training_data(data, train_shards, shuffle_buffer, train_images, val_images)
-    result = train_captioner(config, train_set, val_set, out, resume=resume)
+    result = train_captioner(config, train_set, val_set, out, resume=resume, allow_pickle=allow_pickle(ctx))
     if not process_state().is_main_process:  # under `accelerate launch`: one report, from the main process
         return
-    console.print(f"[bold]{tuning}[/]: {result.parameters.describe()}")
+    console.print(f"[bold]{method.name}[/]: {result.parameters.describe()}")
     console.print(f"[green]saved[/] {out}  (loss log: {out / 'train_log.jsonl'})")
     if result.best_dir is not None:
         console.print(
@@ -144,7 +78,9 @@ def train(
 
 
 @app.command("predict")
+@config_options(DecodingConfig, "decoding")
 def predict(
+    decoding: dict,
     model: Path = typer.Option(..., "--model", help="Captioner folder written by `vlkit caption train`."),
     images: Path = typer.Option(None, "--images", help="Folder of images to caption (not recursive)."),
     shards: str = typer.Option(
@@ -155,12 +91,6 @@ def predict(
     out: Path = typer.Option(
         ..., "--out", help='PRED.json to write: {"file name without extension": caption}.'
     ),
-    beams: int = typer.Option(1, "--beams", help="Beam width; 1 is greedy search."),
-    max_length: int = typer.Option(
-        None, "--max-length", help="Longest caption in tokens (default: training length)."
-    ),
-    length_penalty: float = typer.Option(1.0, "--length-penalty", help="Beam score = logp / length ** X."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Images per generate call."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     precision: str = typer.Option(
         "fp32", "--precision", help="fp32, bf16 or fp16 weights (bf16: faster where the hardware has it)."
@@ -168,20 +98,22 @@ def predict(
 ) -> None:
     """Caption every image of a folder or of WebDataset shards (greedy or beam search) into a DLCV-style
     predictions JSON."""
-    decoding = DecodingConfig(
-        num_beams=beams, max_new_tokens=max_length, length_penalty=length_penalty, batch_size=batch_size
-    )
+    from vlkit.captioning.generate import predict_captions, predict_shard_captions
+    from vlkit.data.shards import expand_shards
+    from vlkit.models.captioner.model import load_captioner
+    from vlkit.models.clip import resolve_device, resolve_precision
+    from vlkit.runtime.distributed import process_state
+    from vlkit.runtime.files import write_json_atomic
+
+    config = build(DecodingConfig, decoding)
     if (images is None) == (shards is None):
         raise VlkitError("give either --images or --shards")
     paths = _image_files(images) if images is not None else []
     captioner = load_captioner(model, resolve_device(device), resolve_precision(precision))
     if shards is not None:
-        from vlkit.data.shards import expand_shards
-        from vlkit.generate import predict_shard_captions
-
-        predictions = predict_shard_captions(captioner, expand_shards(shards), decoding)
+        predictions = predict_shard_captions(captioner, expand_shards(shards), config)
     else:
-        predictions = predict_captions(captioner, paths, decoding)
+        predictions = predict_captions(captioner, paths, config)
     if not process_state().is_main_process:  # every process has every caption; one writes them
         return
     write_json_atomic(out, predictions)
@@ -205,8 +137,13 @@ def _image_files(folder: Path) -> list[Path]:
     return paths
 
 
+_SWEEP_BUDGET = ("steps", "batch_size", "learning_rate", "val_limit", "seed", "connector_layers", "connector")
+
+
 @app.command("sweep")
+@config_options(CaptionTrainConfig, only=_SWEEP_BUDGET, defaults={"steps": 600, "val_limit": 200})
 def sweep(
+    values: dict,
     out: Path = typer.Option(..., "--out", help="SWEEP.json to write; SWEEP.md and SWEEP.png go beside it."),
     data: Path = typer.Option(
         None,
@@ -227,46 +164,42 @@ def sweep(
     methods: str = typer.Option(
         ",".join(TUNING_METHODS), "--methods", help="Comma-separated tuning methods to compare."
     ),
-    steps: int = typer.Option(600, "--steps", help="Optimizer steps, the same for every method."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Images (one caption each) per step."),
-    learning_rate: float = typer.Option(1e-3, "--learning-rate", help="Peak learning rate of every method."),
-    val_limit: int = typer.Option(200, "--val-limit", help="Validation images scored (0: all)."),
     work_dir: Path = typer.Option(
         None,
         "--work-dir",
         help="Folder for the trained models and their outputs (default: OUT without .json).",
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the data order and of every new weight."),
-    connector_layers: int = typer.Option(
-        0, "--connector-layers", help="Connector layers of every method's captioner (0: none)."
-    ),
-    connector: str = typer.Option(
-        "attention", "--connector", help="The connector's layers: attention or local."
     ),
     quick: bool = typer.Option(
         False, "--quick", help="A tiny embedded default: checks the path, not quality."
     ),
 ) -> None:
     """Train every tuning method with the same budget and compare them in one table (with no data
-    arguments, on the embedded default: it builds the world, CLIP and LM it needs)."""
-    from vlkit.embedded import embedded_plan, ensure_clip, ensure_lm, ensure_world
-    from vlkit.sweep import SweepConfig, check_methods, run_sweep, sweep_markdown
+    arguments, on the embedded default: it builds the world, CLIP and LM it needs; --val-limit 0 scores
+    every validation image)."""
+    from vlkit.data.captions import load_caption_dataset
+    from vlkit.pipelines.embedded import embedded_plan, ensure_clip, ensure_lm, ensure_world
+    from vlkit.pipelines.sweep import SweepConfig, check_methods, run_sweep, sweep_markdown
 
-    for name, value in (("steps", steps), ("batch-size", batch_size), ("learning-rate", learning_rate)):
-        if value <= 0:
-            raise VlkitError(f"--{name}: must be positive, got {value}")
-    if val_limit < 0:
-        raise VlkitError(f"--val-limit: must be 0 (all) or positive, got {val_limit}")
+    if values["val_limit"] is not None and values["val_limit"] < 0:
+        raise VlkitError(f"--val-limit: must be 0 (all) or positive, got {values['val_limit']}")
+    values["val_limit"] = values["val_limit"] or None
     if out.suffix != ".json":
         raise VlkitError(f"--out {out}: must name a .json file")
     chosen = check_methods([m.strip() for m in methods.split(",") if m.strip()])
+    # Built (and so checked) before the embedded default is made; its parts' folders are filled in below.
+    train = build(
+        CaptionTrainConfig,
+        values,
+        captioner={"encoder": encoder or "", "decoder": decoder or ""},
+        loop={"warmup_steps": 0},
+    )
     work = work_dir or out.with_suffix("")
     if data is None:
         if encoder or decoder:
             raise VlkitError(
                 "--encoder/--decoder need --data (without it the sweep builds the embedded default)"
             )
-        plan = embedded_plan(seed, quick)
+        plan = embedded_plan(train.loop.seed, quick)
         console.print(f"embedded default under {work}: world, CLIP and LM (reused when already there)")
         train_set, val_set, _ = ensure_world(plan.world, work / "world")
         ensure_clip(plan.clip, work / "world", work / "clip")
@@ -274,7 +207,8 @@ def sweep(
         encoder, decoder = str(work / "clip"), str(work / "lm")
         clip_model = clip_model or encoder
         if quick:
-            steps, batch_size = min(steps, 4), min(batch_size, 16)
+            loop = dataclasses.replace(train.loop, steps=min(train.loop.steps, 4))
+            train = dataclasses.replace(train, loop=loop, batch_size=min(train.batch_size, 16))
     else:
         if not encoder or not decoder:
             raise VlkitError("--data needs --encoder and --decoder")
@@ -285,27 +219,19 @@ def sweep(
                 )
         train_set = load_caption_dataset(data / "train.json", data / "images")
         val_set = load_caption_dataset(data / "val.json", data / "images")
-    config = SweepConfig(
-        encoder=encoder,
-        decoder=decoder,
-        methods=chosen,
-        steps=steps,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        warmup_steps=min(50, max(1, steps // 10)),
-        seed=seed,
-        val_limit=val_limit or None,
-        clip_model=clip_model,
-        connector_layers=connector_layers,
-        connector=connector,
-    )
-    report = run_sweep(config, train_set, val_set, out, work / "runs")
+    captioner = dataclasses.replace(train.captioner, encoder=encoder, decoder=decoder)
+    warmup = min(50, max(1, train.loop.steps // 10))  # a tenth of the budget, at most 50 steps
+    loop = dataclasses.replace(train.loop, warmup_steps=warmup)
+    train = dataclasses.replace(train, captioner=captioner, loop=loop)
+    report = run_sweep(SweepConfig(train, chosen, clip_model), train_set, val_set, out, work / "runs")
     console.print(sweep_markdown(report))
     console.print(f"[green]wrote[/] {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}")
 
 
 @app.command("attend")
+@config_options(DecodingConfig, "decoding", only=("beams", "batch_size"), defaults={"batch_size": 16})
 def attend(
+    decoding: dict,
     model: Path = typer.Option(..., "--model", help="Captioner folder written by `vlkit caption train`."),
     out: Path = typer.Option(
         ..., "--out", help="Folder for figures/, maps/ (.npy), captions.json and grounding.json."
@@ -324,14 +250,14 @@ def attend(
         "mean", "--layers", help="Reduce the layers by: mean, rollout (product), last, or a layer index."
     ),
     figures: int = typer.Option(16, "--figures", help="Draw figures for the first N images."),
-    beams: int = typer.Option(1, "--beams", help="Beam width; 1 is greedy search."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Images per generate call."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
 ) -> None:
     """For every generated word, where the decoder looked: figures, raw maps and (on the shapes world)
     the pointing game against the centre and random baselines."""
-    from vlkit.attend import AttendRequest, grounding_summary, run_attend
-    from vlkit.attention import Aggregation
+    from vlkit.captioning.attention import Aggregation
+    from vlkit.models.captioner.model import load_captioner
+    from vlkit.models.clip import resolve_device
+    from vlkit.pipelines.attend import AttendRequest, grounding_summary, run_attend
 
     if (images is None) == (annotations is None):
         raise VlkitError("give exactly one of --images (a folder) and --annotations (a shapes-world file)")
@@ -344,7 +270,7 @@ def attend(
         image_root=image_root,
         aggregation=Aggregation.parse(heads, layers),
         figures=figures,
-        decoding=DecodingConfig(num_beams=beams, batch_size=batch_size),
+        decoding=build(DecodingConfig, decoding),
     )
     captioner = load_captioner(model, resolve_device(device))
     report = run_attend(captioner, request)

@@ -8,11 +8,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from vlkit.cli.train_data import SHUFFLE_BUFFER, TRAIN_SHARDS, training_data
-from vlkit.data.shapes import ALT_TEXT_DIR, load_world_meta
-from vlkit.distributed import process_state
+from vlkit.cli.options import build, config_options
+from vlkit.cli.train_data import SHUFFLE_BUFFER, TRAIN_SHARDS
 from vlkit.errors import VlkitError
-from vlkit.train.clip_trainer import ClipTrainConfig, train_clip
+from vlkit.train.config import ClipTrainConfig
 
 app = typer.Typer(help="Train a CLIP from scratch on a caption dataset.", no_args_is_help=True)
 console = Console()
@@ -20,7 +19,9 @@ log = logging.getLogger(__name__)
 
 
 @app.command("train")
+@config_options(ClipTrainConfig)
 def train(
+    values: dict,
     data: Path = typer.Option(
         None,
         "--data",
@@ -34,59 +35,41 @@ def train(
         "--out",
         help="Model folder to write (HF layout: config.json, model.safetensors, tokenizer, preprocessor).",
     ),
-    steps: int = typer.Option(None, "--steps", help="Optimizer steps (default: the config's)."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Images per step."),
-    learning_rate: float = typer.Option(None, "--learning-rate", help="Peak learning rate."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the weights and the data order."),
-    mixed_precision: str = typer.Option("auto", "--mixed-precision", help="no, bf16, fp16 or auto."),
-    checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
-    log_every: int = typer.Option(None, "--log-every", help="Steps between loss log records (default 10)."),
     swap_group: list[str] = typer.Option(
         [],
         "--swap-group",
         help="Comma-separated interchangeable words (e.g. circle,square,star), repeatable: each caption gets "
-        "a hard negative with one such word swapped (NegCLIP). Off by default: no gain within the 4-minute "
-        "budget on the shapes world (see the README).",
+        "a hard negative with one such word swapped (NegCLIP). Off by default: no gain within the "
+        "embedded default's budget (docs/embedded-default.md).",
     ),
     scene_captions: bool = typer.Option(
         False,
         "--scene-captions",
         help="With a shapes world: train on its scene captions (train.json) instead of its alt-text corpus; "
-        "the CLIP then learns shapes far more slowly (see the README).",
+        "the CLIP then learns shapes far more slowly (docs/embedded-default.md).",
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint."),
 ) -> None:
     """Train a CLIP with the symmetric contrastive loss; same seed, same weights."""
-    config = ClipTrainConfig()
-    loop = config.loop
-    loop.seed, loop.mixed_precision = seed, mixed_precision
-    for name, value in (
-        ("steps", steps),
-        ("learning_rate", learning_rate),
-        ("checkpoint_every", checkpoint_every),
-        ("log_every", log_every),
-    ):
-        if value is not None:
-            if value <= 0:
-                raise VlkitError(f"--{name.replace('_', '-')}: must be positive, got {value}")
-            setattr(loop, name, value)
-    if batch_size is not None:
-        if batch_size < 2:
-            raise VlkitError(f"--batch-size: must be at least 2 for a contrastive loss, got {batch_size}")
-        config.batch_size = batch_size
+    from vlkit.data.training import training_data
+    from vlkit.runtime.distributed import process_state
+    from vlkit.shapes.meta import is_world, load_world_meta
+    from vlkit.shapes.world import ALT_TEXT_DIR
+    from vlkit.train.clip_trainer import train_clip
+
     groups = [[w.strip() for w in group.split(",") if w.strip()] for group in swap_group]
     if any(len(group) < 2 for group in groups):
         raise VlkitError("--swap-group: each group needs at least two comma-separated words")
-    config.swap_groups = groups
-    if train_shards is None and data is not None and (data / "meta.json").is_file():
-        meta = load_world_meta(data)  # a shapes world
+    fixed: dict = {"swap_groups": groups}
+    if train_shards is None and data is not None and is_world(data):
         if scene_captions:  # batch its contrast groups together
-            config.group_size = int(meta.get("contrast_group", 1))
+            fixed["group_size"] = int(load_world_meta(data).get("contrast_group", 1))
         else:
             data = data / ALT_TEXT_DIR
             log.info("%s is a shapes world: training on its alt-text corpus %s", data.parent, data)
     elif scene_captions:
         raise VlkitError("--scene-captions: --data must be a shapes world (a folder with meta.json)")
+    config = build(ClipTrainConfig, values, **fixed)
     train_set, val_set = training_data(data, train_shards, shuffle_buffer)
     train_clip(config, train_set, val_set, out, resume=resume)
     if process_state().is_main_process:  # under `accelerate launch`: one report, from the main process

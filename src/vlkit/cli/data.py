@@ -2,62 +2,29 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from vlkit.cli.inspect import inspect
-from vlkit.data.shapes import ALT_TEXT_DIR, COLOURS, SHAPES, ShapesConfig, WorldSummary, generate_world
+from vlkit.cli.options import build, config_options
 from vlkit.errors import VlkitError
+from vlkit.shapes.world import ALT_TEXT_DIR, COLOURS, SHAPES, ShapesConfig, WorldSummary, generate_world
 
 app = typer.Typer(help="Generate the shapes world, inspect datasets, write shards.", no_args_is_help=True)
 app.command("inspect")(inspect)
 
-_SHAPES_FIELDS = {spec.name: spec for spec in dataclasses.fields(ShapesConfig)}
-
-
-def _option(name: str) -> Any:
-    """The typer option of one ShapesConfig field: its flag, default and help come from the dataclass."""
-    spec = _SHAPES_FIELDS[name]
-    return typer.Option(spec.default, spec.metadata["flag"], help=spec.metadata["help"], show_default=True)
-
 
 @app.command("shapes")
+@config_options(ShapesConfig)
 def shapes(
+    values: dict,
     out: Path = typer.Option(..., "--out", help="World folder: absent, empty, or an earlier world."),
-    seed: int = _option("seed"),
-    n_train: int = _option("n_train"),
-    n_val: int = _option("n_val"),
-    image_size: int = _option("image_size"),
-    per_class_train: int = _option("per_class_train"),
-    per_class_val: int = _option("per_class_val"),
-    n_heldout: int = _option("n_heldout"),
-    n_alt_text: int = _option("n_alt_text"),
-    n_alt_text_val: int = _option("n_alt_text_val"),
-    captions_per_image: int = _option("captions_per_image"),
-    contrast_group: int = _option("contrast_group"),
-    workers: int = _option("workers"),
 ) -> None:
     """Generate the shapes world: captioned scenes with masks, classification images, held-out classes."""
-    config = ShapesConfig(
-        seed=seed,
-        n_train=n_train,
-        n_val=n_val,
-        image_size=image_size,
-        per_class_train=per_class_train,
-        per_class_val=per_class_val,
-        n_heldout=n_heldout,
-        n_alt_text=n_alt_text,
-        n_alt_text_val=n_alt_text_val,
-        captions_per_image=captions_per_image,
-        contrast_group=contrast_group,
-        workers=workers,
-    )
-    summary = generate_world(config, out)
+    summary = generate_world(build(ShapesConfig, values), out)
     _print_summary(Console(), summary)
 
 
@@ -120,7 +87,7 @@ def shard(
         count = len(dataset)
     else:
         from vlkit.data.classification import load_classification_dataset
-        from vlkit.zeroshot import unseen_classes_of_world
+        from vlkit.shapes.meta import unseen_classes_of_world
 
         classes = load_classification_dataset(classification)
         unseen = unseen_classes_of_world(classification, classes.class_names)

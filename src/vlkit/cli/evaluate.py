@@ -1,4 +1,5 @@
-"""`vlkit evaluate`: the command line of `vlkit.evaluate` (parses, calls `run_evaluation`, prints)."""
+"""`vlkit evaluate`: the command line of `vlkit.pipelines.evaluate` (parses, calls `run_evaluation`,
+prints)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vlkit.distributed import is_main_process
-from vlkit.evaluate import METRICS, EvaluationRequest, parse_metric_names, run_evaluation
-from vlkit.metrics.clipscore import DEFAULT_PREFIX
+from vlkit.errors import VlkitError
+from vlkit.metrics.names import DEFAULT_PREFIX, METRICS
 
 console = Console()
 
 
 def evaluate(
+    ctx: typer.Context,
     predictions: Path = typer.Option(
         ...,
         "--predictions",
@@ -61,6 +62,10 @@ def evaluate(
     ),
 ) -> None:
     """Score predicted captions: CIDEr, CLIPScore, RefCLIPScore, BLEU, METEOR, ROUGE-L, CHAIR, attributes."""
+    from vlkit.cli.context import allow_pickle
+    from vlkit.pipelines.evaluate import EvaluationRequest, run_evaluation
+    from vlkit.runtime.distributed import is_main_process
+
     request = EvaluationRequest(
         predictions=predictions,
         annotations=annotations,
@@ -76,6 +81,7 @@ def evaluate(
         batch_size=batch_size,
         device=device,
         on_bad_image=on_bad_image,
+        allow_pickle=allow_pickle(ctx),
     )
     report = run_evaluation(request)
     if not is_main_process():
@@ -83,6 +89,17 @@ def evaluate(
     print_table(report)
     drawn = ", pairs.png" if report["pairs"].get("top") else ""
     console.print(f"wrote metrics.json, per_image.csv, per_image.json{drawn} in {out}")
+
+
+def parse_metric_names(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in names if name not in METRICS]
+    if unknown or not names:
+        raise VlkitError(
+            f"--metrics: unknown {', '.join(map(repr, unknown)) or 'empty list'}; "
+            f"choose from {', '.join(METRICS)}"
+        )
+    return names
 
 
 def print_table(report: dict[str, Any]) -> None:

@@ -60,7 +60,7 @@ def inspect(
 def _inspect_shards(console: Console, pattern: str, policy: str) -> None:
     """Stream every sample, decode every image, and summarize the shard set."""
     from vlkit.data.shards import ShardSet
-    from vlkit.progress import track
+    from vlkit.runtime.progress import track
 
     shards = ShardSet.open(pattern)
     captions, labels, sizes, skipped = [], [], [], []

@@ -7,13 +7,13 @@ builds the library's dataclasses, calls the library and prints.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from vlkit import progress
 from vlkit.cli import caption as caption_cli
 from vlkit.cli import clip as clip_cli
 from vlkit.cli import data as data_cli
@@ -22,8 +22,10 @@ from vlkit.cli import evaluate as evaluate_cli
 from vlkit.cli import lm as lm_cli
 from vlkit.cli import report as report_cli
 from vlkit.cli import zeroshot as zeroshot_cli
-from vlkit.distributed import end_process_group
-from vlkit.errors import VlkitError
+from vlkit.errors import ConfigError, VlkitError
+from vlkit.runtime import progress
+from vlkit.runtime.distributed import end_process_group
+from vlkit.runtime.options import flag_of
 
 app = typer.Typer(
     name="vlkit",
@@ -49,22 +51,48 @@ err_console = Console(stderr=True)
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars and no info logging."),
+    allow_pickle: bool = typer.Option(
+        False,
+        "--allow-pickle",
+        help="Also load pickled weights (pytorch_model.bin) of a model folder, with "
+        "torch.load(weights_only=True); safetensors is preferred where both exist.",
+    ),
 ) -> None:
     _state["debug"] = debug
+    ctx.obj = {"allow_pickle": allow_pickle}  # read by the commands through vlkit.cli.context
     progress.set_enabled(not quiet)
-    # transformers' own "Loading weights" bars and notices would interleave with ours; its errors still show.
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    quiet_transformers()
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(message)s",
         handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
         force=True,
     )
+
+
+def quiet_transformers() -> None:
+    """transformers' own "Loading weights" bars and notices would interleave with ours; its errors still
+    show. Set through the environment it reads at import, so that a command's help loads no transformers."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # already imported (a test, a notebook): tell it directly
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+
+
+def as_option_error(exc: VlkitError) -> str:
+    """The error as a command-line user reads it: a config field at fault is named by its option
+    (`DecodingConfig.num_beams: ...` becomes `--beams: ...`)."""
+    if isinstance(exc, ConfigError):
+        flag = flag_of(exc.owner, exc.field)
+        if flag:
+            return f"{flag.split('/')[0]}: {exc.problem}"
+    return str(exc)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     except VlkitError as exc:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {as_option_error(exc)}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from vlkit.report import write_report
+from vlkit.pipelines.report import write_report
 
 console = Console()
 

@@ -1,14 +1,9 @@
-"""The training data options of `vlkit clip train` and `vlkit caption train`: a folder or a shard stream."""
+"""The training data options of `vlkit clip train` and `vlkit caption train` (`vlkit.data.training`
+reads them)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
-
-from vlkit.data.captions import CaptionDataset, load_caption_dataset
-from vlkit.data.shards import ShardSource, shard_source
-from vlkit.errors import VlkitError
 
 TRAIN_SHARDS = typer.Option(
     None,
@@ -19,23 +14,3 @@ TRAIN_SHARDS = typer.Option(
 SHUFFLE_BUFFER = typer.Option(
     1000, "--shuffle-buffer", help="With --train-shards: samples in the shuffling buffer (0: shard order)."
 )
-
-
-def training_data(
-    data: Path | None,
-    train_shards: str | None,
-    shuffle_buffer: int,
-    train_images: Path | None = None,
-    val_images: Path | None = None,
-) -> tuple[CaptionDataset | ShardSource, CaptionDataset | None]:
-    """(the training set: the shard stream of --train-shards, else DATA/train.json; DATA/val.json if any)."""
-    if data is None and train_shards is None:
-        raise VlkitError("give --data (a folder with train.json) or --train-shards (a shard pattern)")
-    if train_shards is not None:
-        train: CaptionDataset | ShardSource = shard_source(train_shards, shuffle_buffer)
-    else:
-        train = load_caption_dataset(data / "train.json", train_images or data / "images")
-    val = None
-    if data is not None and (data / "val.json").is_file():
-        val = load_caption_dataset(data / "val.json", val_images or data / "images")
-    return train, val

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from vlkit.data.classification import ID2LABEL_FILE, load_classification_dataset, read_class_names
-from vlkit.data.files import write_bytes_atomic, write_json_atomic
-from vlkit.data.images import check_policy
-from vlkit.data.shards import UNSEEN_FILE, expand_shards
-from vlkit.distributed import is_main_process
 from vlkit.errors import VlkitError
-from vlkit.models.clip import Clip, ClipSpec, load_clip
-from vlkit.viz.plots import confusion_matrix_chart, template_bar_chart
-from vlkit.zeroshot import (
-    analyse_embeddings,
-    analyse_prompts,
-    analysis_to_json,
-    check_labels,
-    encode_shard_images,
-    resolve_templates,
-    unseen_classes_of_world,
-    validate_templates,
-)
 
 console = Console()
 
@@ -36,6 +18,7 @@ def _pct(value: float | None) -> str:
 
 
 def zeroshot(
+    ctx: typer.Context,
     model: str = typer.Option(..., "--model", help="Hub id, local folder, or open_clip:ARCH/PRETRAINED."),
     data: Path = typer.Option(
         None,
@@ -71,10 +54,16 @@ def zeroshot(
     top: int = typer.Option(10, "--top", help="Templates shown in the console table."),
 ) -> None:
     """Score every prompt template alone and their ensemble on one pass over the images."""
+    from vlkit.cli.context import allow_pickle
+    from vlkit.data.images import check_policy
+    from vlkit.models.clip import ClipSpec
+    from vlkit.pipelines.zeroshot import run_zeroshot
+    from vlkit.runtime.distributed import is_main_process
+
     check_policy(on_bad_image)
     if (data is None) == (shards is None):
         raise VlkitError("give either --data (a classification folder) or --shards (a shard pattern)")
-    spec = ClipSpec(model, device=device, precision=precision)
+    spec = ClipSpec(model, device=device, precision=precision, allow_pickle=allow_pickle(ctx))
     result = run_zeroshot(spec, data or shards, templates, out, class_names, batch_size, on_bad_image)
     if not is_main_process():
         return
@@ -83,67 +72,6 @@ def zeroshot(
         console.print(f"[yellow]skipped {len(result['skipped'])} unreadable image(s)[/] (listed in {out})")
     stem = out.with_suffix("")
     console.print(f"wrote {out}, {stem}_templates.png, {stem}_confusion.png")
-
-
-def run_zeroshot(
-    spec: ClipSpec,
-    data: Path | str,
-    templates: str,
-    out: Path,
-    class_names: str | None = None,
-    batch_size: int = 64,
-    on_bad_image: str = "error",
-    clip: Clip | None = None,
-) -> dict:
-    """Load, analyse, write RESULTS.json and its two charts; return the results document. `data` is a
-    classification folder (a Path) or a shard pattern (a str)."""
-    template_list = resolve_templates(templates)
-    if isinstance(data, str):
-        names, unseen = _shard_classes(data, class_names)
-        clip = clip or load_clip(spec)
-        validate_templates(template_list)
-        encoded = encode_shard_images(clip, expand_shards(data), batch_size, on_bad_image)
-        check_labels(encoded.labels, names)
-        analysis = analyse_embeddings(clip, encoded.embeddings, encoded.labels, names, template_list, unseen)
-        result = analysis_to_json(analysis, encoded.names, spec.name, data)
-    else:
-        dataset = load_classification_dataset(data, class_names)
-        names = dataset.class_names
-        unseen = unseen_classes_of_world(data, names)
-        clip = clip or load_clip(spec)
-        analysis = analyse_prompts(
-            clip, dataset.paths, dataset.labels, names, template_list, unseen, batch_size, on_bad_image
-        )
-        result = analysis_to_json(analysis, dataset.paths, spec.name, str(data))
-    if not is_main_process():  # under `accelerate launch` every process has the result; one writes it
-        return result
-    write_json_atomic(out, result)
-    stem = out.with_suffix("")
-    top1 = [t.top1 for t in analysis.templates]
-    write_bytes_atomic(
-        f"{stem}_templates.png", template_bar_chart(template_list, top1, analysis.ensemble.top1)
-    )
-    write_bytes_atomic(
-        f"{stem}_confusion.png",
-        confusion_matrix_chart(result["confusion"]["matrix"], names, "ensemble confusion"),
-    )
-    return result
-
-
-def _shard_classes(pattern: str, class_names: str | None) -> tuple[list[str], list[int]]:
-    """Class names of classification shards (--class-names, else the id2label.json beside a local first
-    shard) and the ids of the held-out classes (unseen_classes.json beside it, when there)."""
-    first = Path(expand_shards(pattern)[0])
-    local = "://" not in pattern and not pattern.startswith("pipe:")
-    if class_names is not None:
-        names = read_class_names(class_names)
-    elif local and (first.parent / ID2LABEL_FILE).is_file():
-        names = read_class_names(first.parent / ID2LABEL_FILE)
-    else:
-        raise VlkitError(f"--shards {pattern}: no {ID2LABEL_FILE} beside the shards; pass --class-names")
-    unseen_file = first.parent / UNSEEN_FILE
-    unseen_names = set(json.loads(unseen_file.read_text())) if local and unseen_file.is_file() else set()
-    return names, [i for i, name in enumerate(names) if name in unseen_names]
 
 
 def print_table(result: dict, top: int) -> None:

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlkit.data.files import read_json
 from vlkit.errors import VlkitError
+from vlkit.runtime.files import read_json
 
 logger = logging.getLogger(__name__)
 

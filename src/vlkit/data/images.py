@@ -31,8 +31,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from vlkit import progress
 from vlkit.errors import VlkitError
+from vlkit.runtime import progress
 
 logger = logging.getLogger(__name__)
 

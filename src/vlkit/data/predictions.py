@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from vlkit.data.captions import CaptionDataset, CaptionImage
-from vlkit.data.files import read_json
 from vlkit.errors import VlkitError
+from vlkit.runtime.files import read_json
 
 logger = logging.getLogger(__name__)
 

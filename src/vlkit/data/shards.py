@@ -31,9 +31,9 @@ from PIL import Image, UnidentifiedImageError
 
 from vlkit.data.captions import CaptionDataset
 from vlkit.data.classification import ID2LABEL_FILE, ClassificationDataset
-from vlkit.distributed import gather_in_order, process_state
 from vlkit.errors import VlkitError
-from vlkit.progress import track
+from vlkit.runtime.distributed import gather_in_order, process_state
+from vlkit.runtime.progress import track
 
 SHARD_PATTERN = "data-%06d.tar"
 UNSEEN_FILE = "unseen_classes.json"  # class names held out of training, for the seen/unseen split

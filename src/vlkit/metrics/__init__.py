@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from vlkit.metrics.cider import CiderResult, cider_d
 from vlkit.metrics.coco import CocoMetrics, MetricResult, coco_metrics
-from vlkit.metrics.tokenize import ptb_tokenize, ptb_tokenize_java
+from vlkit.metrics.ptb_java import ptb_tokenize_java
+from vlkit.metrics.tokenize import ptb_tokenize
 
 __all__ = [
     "CiderResult",

@@ -24,7 +24,8 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from vlkit.errors import VlkitError
-from vlkit.metrics.tokenize import ptb_tokenize_java, ptb_word_ids, vocabulary_size
+from vlkit.metrics.ptb_java import ptb_tokenize_java
+from vlkit.metrics.tokenize import ptb_word_ids, vocabulary_size
 
 K = TypeVar("K", bound=Hashable)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vlkit.errors import VlkitError
-from vlkit.metrics import tokenize
+from vlkit.metrics import ptb_java, tokenize
 from vlkit.metrics.cider import check_captions
 
 K = TypeVar("K", bound=Hashable)
@@ -75,8 +75,8 @@ def coco_metrics(
             f"metrics: unknown {', '.join(map(repr, unknown))}; expected some of {', '.join(METRICS)}"
         )
     keys = check_captions(candidates, references)
-    java = tokenize.java_available()
-    tokenize_captions = tokenize.ptb_tokenize_java if java else tokenize.ptb_tokenize
+    java = ptb_java.java_available()
+    tokenize_captions = ptb_java.ptb_tokenize_java if java else tokenize.ptb_tokenize
     reference_texts = tokenize_captions([caption for key in keys for caption in references[key]])
     candidate_texts = tokenize_captions([candidates[key] for key in keys])
     gts: dict[Any, list[str]] = {}

@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vlkit.data.shapes_grammar import (
+from vlkit.errors import VlkitError
+from vlkit.shapes.grammar import (
     POSITION_MARGIN,
     POSITIONS,
     RELATION_PHRASES,
@@ -28,7 +29,6 @@ from vlkit.data.shapes_grammar import (
     parse_mentions,
     relation_between,
 )
-from vlkit.errors import VlkitError
 
 ATTRIBUTE_KINDS = ("colour", "shape", "count", "size", "position", "relation")
 _LEFT_TO_RIGHT = ("from", "left", "to", "right")

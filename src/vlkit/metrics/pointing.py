@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from vlkit.data.shapes_grammar import COLOURS, PLURALS, SHAPES, SIZE_WORDS
+from vlkit.shapes.grammar import COLOURS, PLURALS, SHAPES, SIZE_WORDS
 
 _SHAPE_OF_WORD = {**{s: s for s in SHAPES}, **{p: s for s, p in PLURALS.items()}}
 # Words that may stand between a colour and its shape ("a small red circle", "two large red stars").

@@ -33,7 +33,6 @@ integer ids straight from that memory, for CIDEr, without building the strings.
 from __future__ import annotations
 
 import re
-import shutil
 import unicodedata
 from collections.abc import Iterable, Sequence
 from itertools import chain
@@ -41,7 +40,6 @@ from typing import Any
 
 import numpy as np
 
-from vlkit.errors import VlkitError
 from vlkit.metrics.ptb_lexer import ABBREV1, ABBREV4, lex
 
 # pycocoevalcap/tokenizer/ptbtokenizer.py: PUNCTUATIONS
@@ -382,28 +380,3 @@ def java_lower(token: str) -> str:
         final = any(map(_is_cased, token[start:index])) and not any(map(_is_cased, token[index + 1 : end]))
         lowered.append("\u03c2" if final else "\u03c3")
     return "".join(lowered)
-
-
-def java_available() -> bool:
-    return shutil.which("java") is not None
-
-
-def ptb_tokenize_java(captions: Sequence[str]) -> list[str]:
-    """Tokenize with pycocoevalcap's own PTBTokenizer (Java); the reference `ptb_tokenize` reproduces.
-
-    Raises:
-        VlkitError: when no `java` is on the PATH.
-    """
-    if not java_available():
-        raise VlkitError(
-            "Java not found on the PATH: --tokenizer ptb-java runs pycocoevalcap's Java "
-            "PTBTokenizer; install a JRE or use --tokenizer ptb (same tokens, no Java)"
-        )
-    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
-
-    if not captions:
-        return []
-    tokenized = PTBTokenizer().tokenize(
-        {index: [{"caption": caption}] for index, caption in enumerate(captions)}
-    )
-    return [tokenized[index][0] for index in range(len(captions))]

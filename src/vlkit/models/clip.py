@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from vlkit.errors import VlkitError
-from vlkit.progress import track
+from vlkit.runtime.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +27,13 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 
 @dataclass
 class ClipSpec:
-    """What to load and how: a hub id, local folder or `open_clip:ARCH/PRETRAINED`, device, precision."""
+    """What to load and how: a hub id, local folder or `open_clip:ARCH/PRETRAINED`, device, precision, and
+    whether a folder's pickled weights (pytorch_model.bin) may load (`vlkit --allow-pickle`)."""
 
     name: str
     device: str = "auto"
     precision: str = "fp32"
+    allow_pickle: bool = False
 
 
 class Clip:
@@ -125,7 +127,7 @@ class OpenClip(Clip):
 def resolve_device(device: str) -> torch.device:
     """'auto': this process's device under `accelerate launch` (cuda:LOCAL_RANK), else cuda when present."""
     if device == "auto":
-        from vlkit.distributed import launched, process_state  # accelerate, imported only when asked
+        from vlkit.runtime.distributed import launched, process_state  # accelerate, imported only when asked
 
         if launched():
             return process_state().device
@@ -148,30 +150,27 @@ def load_clip(spec: ClipSpec | str) -> Clip:
     device, dtype = resolve_device(spec.device), resolve_precision(spec.precision)
     if spec.name.startswith(OPEN_CLIP_PREFIX):
         return _load_open_clip(spec.name, device, dtype)
-    return _load_hf_clip(spec.name, device, dtype)
+    return _load_hf_clip(spec.name, device, dtype, spec.allow_pickle)
 
 
-_PICKLE = {"allowed": False}
 PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
-def set_allow_pickle(allowed: bool) -> None:
-    """`vlkit --allow-pickle`: also load pickled weights (pytorch_model.bin), through transformers, which
-    unpickles them with torch.load(weights_only=True): tensors and plain containers only, never code."""
-    _PICKLE["allowed"] = allowed
-
-
-def use_safetensors() -> bool | None:
+def use_safetensors(allow_pickle: bool) -> bool | None:
     """The `use_safetensors` argument of every from_pretrained call: True (safetensors only) unless pickles
-    are allowed, then None (transformers' choice: safetensors first, else the weights_only unpickler)."""
-    return None if _PICKLE["allowed"] else True
+    are allowed (`vlkit --allow-pickle`), then None (transformers' choice: safetensors first, else
+    pytorch_model.bin, which transformers unpickles with torch.load(weights_only=True): tensors and plain
+    containers only, never code)."""
+    return None if allow_pickle else True
 
 
 def check_local_model_folder(
-    name: str, weights=("model.safetensors", "model.safetensors.index.json")
+    name: str,
+    weights=("model.safetensors", "model.safetensors.index.json"),
+    allow_pickle: bool = False,
 ) -> None:
-    """A name that is an existing folder must hold a config and safetensors weights (a pickle only with
-    --allow-pickle)."""
+    """A name that is an existing folder must hold a config and safetensors weights (pickled weights only
+    with `allow_pickle`, i.e. `vlkit --allow-pickle`)."""
     path = Path(name)
     if not path.is_dir():
         if path.exists():
@@ -180,12 +179,13 @@ def check_local_model_folder(
     if not (path / "config.json").is_file():
         raise VlkitError(f"{name}: model folder has no config.json")
     if not any((path / w).is_file() for w in weights):
-        if _PICKLE["allowed"] and any((path / w).is_file() for w in PICKLED_WEIGHTS):
+        if allow_pickle and any((path / w).is_file() for w in PICKLED_WEIGHTS):
             log.warning("%s: loading pickled weights (--allow-pickle: torch.load, weights_only=True)", name)
             return
         pickles = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
         hint = (
-            f" (found {', '.join(pickles)}: pickled weights load only with `vlkit --allow-pickle`)"
+            f" (found {', '.join(pickles)}: "
+            "pickled weights load only with `vlkit --allow-pickle COMMAND ...`)"
             if pickles
             else ""
         )
@@ -200,12 +200,12 @@ def offline_hint(name: str, exc: Exception) -> VlkitError:
     )
 
 
-def _load_hf_clip(name: str, device: torch.device, dtype: torch.dtype) -> HFClip:
+def _load_hf_clip(name: str, device: torch.device, dtype: torch.dtype, allow_pickle: bool = False) -> HFClip:
     from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
-    check_local_model_folder(name)
+    check_local_model_folder(name, allow_pickle=allow_pickle)
     try:
-        model = CLIPModel.from_pretrained(name, dtype=dtype, use_safetensors=use_safetensors())
+        model = CLIPModel.from_pretrained(name, dtype=dtype, use_safetensors=use_safetensors(allow_pickle))
         tokenizer = AutoTokenizer.from_pretrained(name)
         image_processor = AutoImageProcessor.from_pretrained(name, backend="pil")
     except (OSError, ValueError, pickle.UnpicklingError) as exc:

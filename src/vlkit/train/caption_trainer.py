@@ -1,6 +1,6 @@
 """Train a captioner by teacher forcing on a caption dataset, with a validation CIDEr-D every epoch.
 
-The model is `vlkit.models.captioner` (encoder + GPT-2 with new cross-attention, one tuning method), the
+The model is `vlkit.models.captioner.model` (encoder + GPT-2 with new cross-attention, one tuning method), the
 loop is `vlkit.train.loop` (accelerate, AdamW with warm-up and cosine decay, checkpoints, exact resume) and
 the metric is `vlkit.metrics.cider_d`. This module lays out the batches: each epoch is a seeded permutation of
 the images, each image with one of its captions drawn per batch (`batch_picks`), so batch k is a pure function
@@ -22,8 +22,7 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,81 +31,32 @@ import torch
 from accelerate.utils import extract_model_from_parallel
 from transformers.modeling_outputs import BaseModelOutput
 
+from vlkit.captioning.generate import DecodingConfig, caption_features
 from vlkit.data.captions import CaptionDataset
-from vlkit.data.files import write_json_atomic
 from vlkit.data.images import read_image
 from vlkit.data.shards import ShardSample, ShardSource
-from vlkit.distributed import process_state
-from vlkit.errors import VlkitError
-from vlkit.generate import DecodingConfig, caption_features
 from vlkit.metrics.cider import cider_d
-from vlkit.models.captioner import Captioner, CaptionerSpec, build_captioner
-from vlkit.models.tuning import ParameterCount, tuning_method
+from vlkit.models.captioner.model import Captioner, build_captioner
+from vlkit.models.tuning import ParameterCount
+from vlkit.runtime.distributed import process_state
+from vlkit.runtime.files import write_json_atomic
+from vlkit.train.caption_batches import (
+    CachedFeatures,
+    CaptionBatches,
+    ImagePixels,
+    decoder_tensors,
+    tokenize_captions,
+)
+from vlkit.train.config import CaptionTrainConfig
 from vlkit.train.feature_cache import FeatureCache, ImageParts, build_feature_cache
-from vlkit.train.loop import LOSS_LOG, LoopConfig, run_training
-from vlkit.train.stream import StreamBatches, batch_picks, picked_captions
+from vlkit.train.loop import LOSS_LOG, run_training
+from vlkit.train.stream import StreamBatches, picked_captions
 
 log = logging.getLogger(__name__)
 
 TRAIN_CONFIG_FILE = "vlkit_caption_train.json"
 RESULT_FILE = "vlkit_caption_result.json"
 BEST_DIR = "best"
-
-
-@dataclass
-class CaptionTrainConfig:
-    """`vlkit caption train`: the captioner to build and how to train it. Saved as JSON beside the weights."""
-
-    encoder: str = field(metadata={"help": "vision encoder: hub id or local folder"})
-    decoder: str = field(metadata={"help": "GPT-2-family decoder: hub id or local folder"})
-    tuning: str = field(default="lora", metadata={"help": "tuning method"})
-    tuning_config: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "the method's settings (default: its defaults)"}
-    )
-    max_caption_tokens: int = field(default=32, metadata={"help": "caption tokens kept, end token included"})
-    connector_layers: int = field(
-        default=0, metadata={"help": "new layers over the image tokens before the cross-attention"}
-    )
-    connector: str = field(
-        default="attention", metadata={"help": "the connector's layers: attention or local"}
-    )
-    batch_size: int = field(default=32, metadata={"help": "images (each with one caption) per step"})
-    epochs: int | None = field(
-        default=None, metadata={"help": "if set, loop.steps = epochs x steps per epoch"}
-    )
-    loop: LoopConfig = field(
-        default_factory=lambda: LoopConfig(
-            steps=1000, learning_rate=1e-3, weight_decay=0.01, warmup_steps=50, checkpoint_every=200
-        )
-    )
-    feature_cache: bool = field(default=True, metadata={"help": "cache a frozen encoder's features on disk"})
-    feature_cache_dir: str | None = field(
-        default=None, metadata={"help": "folder of feature caches (default: OUT/feature_cache)"}
-    )
-    feature_dtype: str = field(
-        default="float32", metadata={"help": "cached features' dtype: float32, float16"}
-    )
-    val_limit: int | None = field(
-        default=None, metadata={"help": "validate on the first N images (all: None)"}
-    )
-    eval_batch_size: int = field(default=64, metadata={"help": "images per encoder or generate call"})
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CaptionTrainConfig:
-        return cls(**{**data, "loop": LoopConfig(**data["loop"])})
-
-    def spec(self) -> CaptionerSpec:
-        method = tuning_method(self.tuning)
-        return CaptionerSpec(
-            encoder=self.encoder,
-            decoder=self.decoder,
-            tuning=self.tuning,
-            tuning_config=method.config_from_dict(self.tuning_config, "tuning_config"),
-            max_caption_tokens=self.max_caption_tokens,
-            seed=self.loop.seed,
-            connector_layers=self.connector_layers,
-            connector=self.connector,
-        )
 
 
 @dataclass
@@ -121,87 +71,6 @@ class CaptionTrainResult:
     best_step: int | None = None
     feature_cache: Path | None = None
     step_seconds: float = float("nan")
-
-
-@dataclass
-class CaptionTokens:
-    """One image's captions for teacher forcing: the decoder reads `inputs`, predicts `labels`."""
-
-    inputs: torch.Tensor  # (captions, T): start token, caption, end-token padding
-    labels: torch.Tensor  # (captions, T): caption, end token, -100 padding
-
-
-def tokenize_captions(captioner: Captioner, captions: Sequence[str], length: int) -> CaptionTokens:
-    """Captions cut to `length - 1` tokens plus the end token; inputs are the labels shifted right."""
-    tokenizer = captioner.tokenizer
-    start, end = captioner.model.config.decoder_start_token_id, tokenizer.eos_token_id
-    inputs = torch.full((len(captions), length), tokenizer.pad_token_id, dtype=torch.long)
-    labels = torch.full((len(captions), length), -100, dtype=torch.long)
-    encoded = tokenizer(list(captions), add_special_tokens=False, truncation=True, max_length=length - 1)
-    for row, ids in enumerate(encoded["input_ids"]):
-        target = [*ids, end]
-        labels[row, : len(target)] = torch.tensor(target)
-        inputs[row, : len(target)] = torch.tensor([start, *target[:-1]])
-    return CaptionTokens(inputs, labels)
-
-
-class CachedFeatures:
-    """Batch images as rows of a feature cache."""
-
-    def __init__(self, cache: FeatureCache):
-        self.cache = cache
-
-    def __call__(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
-        return {"encoder_hidden_states": self.cache.rows(indices)}
-
-
-class ImagePixels:
-    """Batch images read from disk and preprocessed by the captioner's image processor."""
-
-    def __init__(self, captioner: Captioner, paths: Sequence[Path]):
-        self.captioner, self.paths = captioner, list(paths)
-
-    def __call__(self, indices: np.ndarray) -> dict[str, torch.Tensor]:
-        return {"pixel_values": self.captioner.preprocess([read_image(self.paths[i]) for i in indices])}
-
-
-class CaptionBatches:
-    """Step-indexed batches: epoch e is a seeded permutation of the images, each with a caption picked per
-    batch (`batch_picks`)."""
-
-    def __init__(self, images: Any, tokens: list[CaptionTokens], batch_size: int, seed: int):
-        self.images, self.tokens, self.seed = images, tokens, seed
-        self.batch_size = min(batch_size, len(tokens))
-        self.per_epoch = max(1, len(tokens) // self.batch_size)
-
-    def __call__(self, step: int) -> dict[str, torch.Tensor]:
-        epoch, index = divmod(step, self.per_epoch)
-        chosen = self.epoch_order(epoch)[index * self.batch_size : (index + 1) * self.batch_size]
-        picks = batch_picks(self.seed, epoch, index, len(chosen))
-        return {**self.images(chosen), **caption_rows([self.tokens[i] for i in chosen], picks)}
-
-    def epoch_order(self, epoch: int) -> np.ndarray:
-        """The images of `epoch` in the order it trains on them."""
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.tokens))
-
-
-def caption_rows(tokens: Sequence[CaptionTokens], picks: np.ndarray) -> dict[str, torch.Tensor]:
-    """The decoder's tensors for one caption of each image: the `picks[j] % captions`-th of image j's."""
-    rows = [(t, p % len(t.inputs)) for t, p in zip(tokens, picks, strict=True)]
-    return decoder_tensors(
-        CaptionTokens(
-            torch.stack([t.inputs[p] for t, p in rows]), torch.stack([t.labels[p] for t, p in rows])
-        )
-    )
-
-
-def decoder_tensors(tokens: CaptionTokens) -> dict[str, torch.Tensor]:
-    """The decoder's inputs for rows of caption tokens, one caption a row."""
-    return {
-        "decoder_input_ids": tokens.inputs,
-        "decoder_attention_mask": (tokens.labels != -100).long(),  # the caption's tokens, not the padding
-        "labels": tokens.labels,
-    }
 
 
 def make_caption_loss(trains_encoder: bool, processes: int = 1):
@@ -247,14 +116,15 @@ def train_captioner(
     val: CaptionDataset | None,
     out_dir: Path,
     resume: bool = False,
+    allow_pickle: bool = False,
 ) -> CaptionTrainResult:
     """Build the captioner, train it on `train` (a caption dataset, or WebDataset shards read as a stream)
     with CIDEr-D on `val` every epoch, and save it to `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    captioner = build_captioner(config.spec())
+    captioner = build_captioner(config.spec(), allow_pickle)
     captioner.model.to(process_state().device)  # before the cache is built, so the encoder runs there
     count = captioner.parameter_count()
-    log.info("tuning %s: %s", config.tuning, count.describe())
+    log.info("tuning %s: %s", config.captioner.tuning, count.describe())
     trains_encoder = captioner.method.trains_encoder
     use_cache = config.feature_cache and not trains_encoder
     cache_root = Path(config.feature_cache_dir) if config.feature_cache_dir else out_dir / "feature_cache"
@@ -268,13 +138,12 @@ def train_captioner(
             train_cache = _cache(captioner, ImageParts.from_paths(train.image_paths()), cache_root, config)
         images = CachedFeatures(train_cache) if train_cache else ImagePixels(captioner, train.image_paths())
         tokens = [
-            tokenize_captions(captioner, image.captions, config.max_caption_tokens) for image in train.images
+            tokenize_captions(captioner, image.captions, config.captioner.max_caption_tokens)
+            for image in train.images
         ]
         batches = CaptionBatches(images, tokens, config.batch_size, config.loop.seed)
     loop = dataclasses.replace(config.loop)
-    if config.epochs is not None:
-        if config.epochs < 1:
-            raise VlkitError(f"--epochs: must be at least 1, got {config.epochs}")
+    if config.epochs is not None:  # (CaptionTrainConfig checks it is positive)
         loop.steps = config.epochs * batches.per_epoch
     if process_state().is_main_process:
         write_json_atomic(out_dir / TRAIN_CONFIG_FILE, asdict(config))
@@ -323,7 +192,9 @@ def _stream_batches(
     """Batches of a shard stream: features from the cache by ordinal, or the samples' pixels."""
 
     def collate(samples: list[ShardSample], picks: np.ndarray) -> dict[str, torch.Tensor]:
-        tokens = tokenize_captions(captioner, picked_captions(samples, picks), config.max_caption_tokens)
+        tokens = tokenize_captions(
+            captioner, picked_captions(samples, picks), config.captioner.max_caption_tokens
+        )
         if cache is not None:
             images = {"encoder_hidden_states": cache.rows([sample.ordinal for sample in samples])}
         else:

@@ -12,125 +12,31 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
+from transformers import CLIPImageProcessorPil, CLIPModel
 
 from vlkit.data.captions import CaptionDataset
-from vlkit.data.files import write_json_atomic
 from vlkit.data.images import read_image
 from vlkit.data.shards import ShardSample, ShardSource
-from vlkit.distributed import process_state
 from vlkit.errors import VlkitError
+from vlkit.models.architectures import ClipArchitecture
+from vlkit.models.clip_scratch import CLIP_MEAN, CLIP_STD, build_clip, image_processor_for
 from vlkit.models.text_tokenizer import train_bpe_tokenizer
-from vlkit.progress import track
-from vlkit.train.loop import LoopConfig, run_training, validation_logger
+from vlkit.runtime.distributed import process_state
+from vlkit.runtime.files import write_json_atomic
+from vlkit.runtime.progress import track
+from vlkit.train.config import ClipTrainConfig
+from vlkit.train.loop import run_training, validation_logger
 from vlkit.train.negatives import hard_negative_captions
 from vlkit.train.stream import StreamBatches, batch_picks, picked_captions
 
 log = logging.getLogger(__name__)
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 TRAIN_CONFIG_FILE = "vlkit_train_config.json"
-
-
-@dataclass
-class ClipArchitecture:
-    """A small CLIP for the embedded default; every field maps onto transformers' `CLIPConfig`."""
-
-    image_size: int = 64
-    # 16 px patches (a 4x4 grid): on the shapes world a ViT learned shapes several times faster with them
-    # than with 8 px (64 tokens) or 4 px patches at the same budget.
-    patch_size: int = 16
-    vision_width: int = 128
-    vision_layers: int = 4
-    text_width: int = 128
-    text_layers: int = 3
-    heads: int = 4
-    projection_dim: int = 128
-    vocab_size: int = 512
-    max_text_length: int = 32
-
-
-@dataclass
-class ClipTrainConfig:
-    """`vlkit clip train`: architecture, batch and loop settings. Saved as JSON beside the weights."""
-
-    architecture: ClipArchitecture = field(default_factory=ClipArchitecture)
-    loop: LoopConfig = field(
-        default_factory=lambda: LoopConfig(
-            steps=3000, learning_rate=1e-3, warmup_steps=100, checkpoint_every=300
-        )
-    )
-    batch_size: int = field(default=64, metadata={"help": "images (each with one of its captions) per step"})
-    group_size: int = field(
-        default=1,
-        metadata={"help": "consecutive images batched together (the shapes world's contrast groups)"},
-    )
-    eval_every: int = field(default=250, metadata={"help": "steps between validation losses"})
-    swap_groups: list[list[str]] = field(
-        default_factory=list,
-        metadata={
-            "help": "groups of interchangeable words (e.g. the shape names): each caption gets one hard "
-            "negative caption with one of its group words swapped for another of the same group (NegCLIP)"
-        },
-    )
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ClipTrainConfig:
-        return cls(
-            architecture=ClipArchitecture(**data["architecture"]),
-            loop=LoopConfig(**data["loop"]),
-            batch_size=data["batch_size"],
-            eval_every=data["eval_every"],
-            group_size=data.get("group_size", 1),
-            swap_groups=data.get("swap_groups", []),
-        )
-
-
-def build_clip(arch: ClipArchitecture, eos_token_id: int, bos_token_id: int, seed: int) -> CLIPModel:
-    """A randomly initialized CLIPModel; the text config names the tokenizer's real end token so that
-    transformers pools at its first occurrence (its legacy argmax rule applies only when the id is 2)."""
-    config = CLIPConfig(
-        text_config=dict(
-            vocab_size=arch.vocab_size,
-            hidden_size=arch.text_width,
-            intermediate_size=4 * arch.text_width,
-            num_hidden_layers=arch.text_layers,
-            num_attention_heads=arch.heads,
-            max_position_embeddings=arch.max_text_length,
-            eos_token_id=eos_token_id,
-            bos_token_id=bos_token_id,
-            pad_token_id=eos_token_id,
-            projection_dim=arch.projection_dim,
-        ),
-        vision_config=dict(
-            image_size=arch.image_size,
-            patch_size=arch.patch_size,
-            hidden_size=arch.vision_width,
-            intermediate_size=4 * arch.vision_width,
-            num_hidden_layers=arch.vision_layers,
-            num_attention_heads=arch.heads,
-            projection_dim=arch.projection_dim,
-        ),
-        projection_dim=arch.projection_dim,
-    )
-    torch.manual_seed(seed)
-    return CLIPModel(config)
-
-
-def image_processor_for(arch: ClipArchitecture) -> CLIPImageProcessorPil:
-    size = arch.image_size
-    return CLIPImageProcessorPil(
-        size={"shortest_edge": size},
-        crop_size={"height": size, "width": size},
-        image_mean=list(CLIP_MEAN),
-        image_std=list(CLIP_STD),
-    )
 
 
 def load_pixels(dataset: CaptionDataset, arch: ClipArchitecture, chunk: int = 256) -> torch.Tensor:

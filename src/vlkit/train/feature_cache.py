@@ -33,13 +33,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vlkit.data.files import read_json, write_json_atomic
 from vlkit.data.images import read_image
 from vlkit.data.shards import ShardSet
-from vlkit.distributed import process_state
 from vlkit.errors import VlkitError
-from vlkit.models.captioner import Captioner
-from vlkit.progress import track
+from vlkit.models.captioner.model import Captioner
+from vlkit.runtime.distributed import process_state
+from vlkit.runtime.files import read_json, write_json_atomic
+from vlkit.runtime.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def build_feature_cache(
         dtype: "float32" (exact) or "float16" (half the disk; features rounded to fp16).
     """
     if dtype not in DTYPES:
-        raise VlkitError(f"--feature-dtype: unknown value {dtype!r} (choose {', '.join(DTYPES)})")
+        raise VlkitError(f"feature_dtype: unknown value {dtype!r} (choose {', '.join(DTYPES)})")
     if not isinstance(images, ImageParts):
         images = ImageParts.from_paths(images)
     key = cache_key(captioner, images, dtype)

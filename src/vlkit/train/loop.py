@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,31 +27,15 @@ import torch
 from accelerate import Accelerator, PartialState
 from transformers import get_cosine_schedule_with_warmup
 
-from vlkit import progress
-from vlkit.distributed import launched_on_cpu, process_state
-from vlkit.errors import VlkitError
+from vlkit.errors import ConfigError, VlkitError
+from vlkit.runtime import progress
+from vlkit.runtime.distributed import launched_on_cpu, process_state
 from vlkit.train.checkpoint import TrainState, latest_complete, load_checkpoint, save_checkpoint
+from vlkit.train.config import LoopConfig
 
 log = logging.getLogger(__name__)
 
 LOSS_LOG = "train_log.jsonl"
-
-
-@dataclass
-class LoopConfig:
-    """How long and how fast to train; shared by every trainer's own config."""
-
-    steps: int = 1000
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_steps: int = 50
-    max_grad_norm: float | None = 1.0
-    checkpoint_every: int = 200
-    log_every: int = 10
-    mixed_precision: str = field(
-        default="auto", metadata={"help": "'no', 'bf16', 'fp16', or 'auto' (bf16 where the hardware has it)"}
-    )
-    seed: int = 0
 
 
 @dataclass
@@ -72,7 +56,8 @@ def resolve_mixed_precision(choice: str) -> str:
     """
     if choice != "auto":
         if choice not in ("no", "bf16", "fp16"):
-            raise VlkitError(f"--mixed-precision: unknown value {choice!r} (choose no, bf16, fp16 or auto)")
+            problem = f"unknown value {choice!r} (choose no, bf16, fp16 or auto)"
+            raise ConfigError(LoopConfig, "mixed_precision", problem)
         return choice
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from vlkit.data.shards import ShardSample, ShardSet, ShardSource
-from vlkit.distributed import process_state
 from vlkit.errors import VlkitError
+from vlkit.runtime.distributed import process_state
 from vlkit.train.loop import share_slice
 
 

@@ -1,0 +1,1 @@
+"""Figures: template and confusion charts, the sweep chart, best and worst caption pairs (matplotlib)."""

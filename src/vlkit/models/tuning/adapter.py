@@ -11,12 +11,13 @@ pretrained decoder's behaviour.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import torch
-from transformers import VisionEncoderDecoderModel
+from typing import TYPE_CHECKING
 
 from vlkit.errors import VlkitError
-from vlkit.models.tuning.base import TuningMethod, decoder_blocks, freeze_all, train_new_weights
+from vlkit.models.tuning.base import TuningMethod
+
+if TYPE_CHECKING:
+    from transformers import VisionEncoderDecoderModel
 
 
 @dataclass
@@ -29,30 +30,12 @@ class AdapterConfig:
     )
 
 
-class BottleneckAdapter(torch.nn.Module):
-    """x + up(gelu(down(x))), with `up` zero-initialized so the adapter starts as the identity."""
-
-    def __init__(self, width: int, bottleneck: int):
-        super().__init__()
-        self.down = torch.nn.Linear(width, bottleneck)
-        self.up = torch.nn.Linear(bottleneck, width)
-        torch.nn.init.zeros_(self.up.weight)
-        torch.nn.init.zeros_(self.up.bias)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden + self.up(torch.nn.functional.gelu(self.down(hidden)))  # (B, T, C)
-
-    def after_attention(self, module: torch.nn.Module, args: tuple, output: tuple) -> tuple:
-        # GPT-2's attention returns (output, attention weights); only the output is adapted.
-        return (self(output[0]), *output[1:])
-
-    def after_mlp(self, module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-        return self(output)
-
-
 def apply(model: VisionEncoderDecoderModel, config: AdapterConfig) -> VisionEncoderDecoderModel:
     if config.bottleneck < 1:
         raise VlkitError(f"bottleneck: must be at least 1, got {config.bottleneck}")
+    from vlkit.models.tuning.adapter_layer import BottleneckAdapter
+    from vlkit.models.tuning.weights import decoder_blocks, freeze_all, train_new_weights
+
     freeze_all(model)
     width = model.decoder.config.n_embd
     for block in decoder_blocks(model):

@@ -4,7 +4,9 @@ A captioner's cross-attention blocks, their layer norms and the encoder-to-decod
 weights, so every method trains them; a method only decides what else trains and which modules it adds. Each
 method is one module of this folder exposing a `TuningMethod`, and `vlkit.models.tuning.TUNING_METHODS` lists
 them by name. peft does the methods it has (LoRA, IA3, prefix tuning's prefix encoder); this module only holds
-the plumbing they share, including turning `--tuning-option key=value` text into a method's config.
+the plumbing they share, including turning `--tuning-option key=value` text into a method's config. It
+imports neither torch nor peft (the CLI lists the methods and their options without loading them); the
+weight helpers every method applies live in `weights.py`.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ import types
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-from transformers import VisionEncoderDecoderModel
+from typing import TYPE_CHECKING, Any
 
 from vlkit.errors import VlkitError
+
+if TYPE_CHECKING:  # the methods import torch, transformers and peft when applied, not when listed
+    from transformers import VisionEncoderDecoderModel
 
 
 @dataclass(frozen=True)
@@ -118,42 +120,6 @@ class ParameterCount:
 
     def describe(self) -> str:
         return f"{self.trainable:,} of {self.total:,} parameters train ({100 * self.share:.2f}%)"
-
-
-def count_parameters(model: torch.nn.Module) -> ParameterCount:
-    params = list(model.parameters())  # parameters() yields a shared (tied) tensor once
-    return ParameterCount(
-        trainable=sum(p.numel() for p in params if p.requires_grad), total=sum(p.numel() for p in params)
-    )
-
-
-def freeze_all(model: torch.nn.Module) -> None:
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-
-
-def decoder_blocks(model: VisionEncoderDecoderModel) -> torch.nn.ModuleList:
-    """The GPT-2 decoder's transformer blocks (the captioner's decoders are GPT-2-family)."""
-    return model.decoder.transformer.h
-
-
-def new_weight_modules(model: VisionEncoderDecoderModel) -> list[torch.nn.Module]:
-    """The modules a captioner adds to its pretrained parts: each block's cross-attention and its layer norm,
-    the projection from encoder width to decoder width (absent when the widths are equal) and the connector
-    (when it has one)."""
-    modules: list[torch.nn.Module] = []
-    for block in decoder_blocks(model):
-        modules += [block.crossattention, block.ln_cross_attn]
-    for name in ("enc_to_dec_proj", "connector"):
-        module = getattr(model, name, None)
-        if module is not None:
-            modules.append(module)
-    return modules
-
-
-def train_new_weights(model: VisionEncoderDecoderModel) -> None:
-    for module in new_weight_modules(model):
-        module.requires_grad_(True)
 
 
 def gpt2_block_pattern(targets: Sequence[str]) -> str:

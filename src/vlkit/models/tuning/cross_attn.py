@@ -7,10 +7,12 @@ read the image only through the blocks the captioner added. Nothing to configure
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from transformers import VisionEncoderDecoderModel
+from vlkit.models.tuning.base import TuningMethod
 
-from vlkit.models.tuning.base import TuningMethod, freeze_all, train_new_weights
+if TYPE_CHECKING:
+    from transformers import VisionEncoderDecoderModel
 
 
 @dataclass
@@ -19,6 +21,8 @@ class CrossAttnConfig:
 
 
 def apply(model: VisionEncoderDecoderModel, config: CrossAttnConfig) -> VisionEncoderDecoderModel:
+    from vlkit.models.tuning.weights import freeze_all, train_new_weights
+
     freeze_all(model)
     train_new_weights(model)
     return model

@@ -7,10 +7,12 @@ features change every step, so the frozen-encoder feature cache is not used with
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from transformers import VisionEncoderDecoderModel
+from typing import TYPE_CHECKING
 
 from vlkit.models.tuning.base import TuningMethod
+
+if TYPE_CHECKING:
+    from transformers import VisionEncoderDecoderModel
 
 
 @dataclass

@@ -9,12 +9,13 @@ place, as for LoRA.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from peft import IA3Config, inject_adapter_in_model
-from transformers import VisionEncoderDecoderModel
+from typing import TYPE_CHECKING
 
 from vlkit.errors import VlkitError
-from vlkit.models.tuning.base import TuningMethod, freeze_all, gpt2_block_pattern, train_new_weights
+from vlkit.models.tuning.base import TuningMethod, gpt2_block_pattern
+
+if TYPE_CHECKING:
+    from transformers import VisionEncoderDecoderModel
 
 
 @dataclass
@@ -35,6 +36,10 @@ def apply(model: VisionEncoderDecoderModel, config: Ia3TuningConfig) -> VisionEn
     extra = sorted(set(config.feedforward_modules) - set(config.target_modules))
     if extra:
         raise VlkitError(f"feedforward_modules: {extra[0]!r} is not one of target_modules")
+    from peft import IA3Config, inject_adapter_in_model
+
+    from vlkit.models.tuning.weights import freeze_all, train_new_weights
+
     freeze_all(model)
     peft_config = IA3Config(
         target_modules=gpt2_block_pattern(config.target_modules),

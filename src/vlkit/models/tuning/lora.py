@@ -9,11 +9,12 @@ the added `lora_A` / `lora_B` weights). GPT-2's linear layers are `Conv1D`s, sto
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from peft import LoraConfig, inject_adapter_in_model
-from transformers import VisionEncoderDecoderModel
+from vlkit.models.tuning.base import TuningMethod, gpt2_block_pattern
 
-from vlkit.models.tuning.base import TuningMethod, freeze_all, gpt2_block_pattern, train_new_weights
+if TYPE_CHECKING:
+    from transformers import VisionEncoderDecoderModel
 
 GPT2_TARGETS = ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"]
 
@@ -32,6 +33,10 @@ class LoraTuningConfig:
 
 
 def apply(model: VisionEncoderDecoderModel, config: LoraTuningConfig) -> VisionEncoderDecoderModel:
+    from peft import LoraConfig, inject_adapter_in_model
+
+    from vlkit.models.tuning.weights import freeze_all, train_new_weights
+
     freeze_all(model)
     peft_config = LoraConfig(
         r=config.rank,

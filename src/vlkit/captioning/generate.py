@@ -1,0 +1,247 @@
+"""Captions from a captioner: greedy or beam search, batched, and on request the cross-attention behind
+every generated token (for attention maps).
+
+transformers' `generate` does the decoding (with the decoder's key/value cache; beam search with its length
+penalty). This module runs the encoder itself, so that precomputed features (the trainer's feature cache)
+and images go through one path, cuts each sequence at its end token and decodes it. Attention is not taken
+from `generate`'s own outputs, whose beam-search attentions follow the beams as they were at each step and
+would have to be re-threaded through `beam_indices`; instead the finished captions are run once more through
+the decoder with teacher forcing, which gives, causally, exactly the attention each token was generated
+with. That pass uses the "eager" attention implementation, the only one that returns weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers.modeling_outputs import BaseModelOutput
+
+from vlkit.captioning.config import DecodingConfig
+from vlkit.data.images import read_image
+from vlkit.data.shards import ShardSample, map_shards
+from vlkit.errors import ConfigError, VlkitError
+from vlkit.models.captioner.model import Captioner
+from vlkit.runtime.distributed import gather_in_order, process_range
+from vlkit.runtime.progress import track
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CaptionOutput:
+    """One caption per image, in input order, with its tokens and (on request) its cross-attention."""
+
+    captions: list[str]
+    token_ids: list[list[int]]  # the generated ids, without the start token, the end token kept if reached
+    tokens: list[list[str]]  # each id decoded on its own
+    # Per image, (generated tokens, decoder layers, heads, image tokens): the cross-attention of the decoder
+    # position that produced each token; each row sums to 1. None unless asked for.
+    attentions: list[torch.Tensor] | None
+    patch_grid: tuple[int, int]  # (rows, columns) of the encoder's patch tokens
+    prefix_tokens: int  # image tokens before the patch grid (1 for CLIP's and ViT's CLS token, 0 for SigLIP)
+
+
+def caption_images(
+    captioner: Captioner,
+    images: Sequence[Image.Image],
+    config: DecodingConfig | None = None,
+    return_attentions: bool = False,
+) -> CaptionOutput:
+    """Caption RGB images (preprocessed by the captioner's image processor), `config.batch_size` at a time."""
+    config = config or DecodingConfig()
+    parts = []
+    for start in range(0, len(images), config.batch_size):
+        pixels = captioner.preprocess(images[start : start + config.batch_size])
+        parts.append(_caption_batch(captioner, captioner.encode_images(pixels), config, return_attentions))
+    return _join(captioner, parts, return_attentions)
+
+
+def predict_captions(
+    captioner: Captioner, paths: Sequence[Path], config: DecodingConfig | None = None
+) -> dict[str, str]:
+    """Caption image files, `config.batch_size` at a time: {file name without extension: caption} (DLCV).
+    Under `accelerate launch` each process captions its contiguous share and every process gets all the
+    captions back, in input order."""
+    share = process_range(len(paths))
+    named = ((paths[i].stem, read_image(paths[i])) for i in share)
+    return dict(gather_in_order(_caption_named(captioner, named, config or DecodingConfig(), len(share))))
+
+
+def _caption_named(
+    captioner: Captioner,
+    named: Iterable[tuple[str, Image.Image]],
+    config: DecodingConfig,
+    total: int | None = None,
+) -> list[tuple[str, str]]:
+    """(name, caption) for a stream of (name, image), `config.batch_size` images in memory at a time."""
+    pairs: list[tuple[str, str]] = []
+    batch: list[tuple[str, Image.Image]] = []
+
+    def flush() -> None:
+        captions = caption_images(captioner, [image for _, image in batch], config).captions
+        pairs.extend((name, caption) for (name, _), caption in zip(batch, captions, strict=True))
+        batch.clear()
+
+    for item in track(named, "caption", total=total):
+        batch.append(item)
+        if len(batch) == config.batch_size:
+            flush()
+    if batch:
+        flush()
+    return pairs
+
+
+def caption_features(
+    captioner: Captioner,
+    features: torch.Tensor,
+    config: DecodingConfig | None = None,
+    return_attentions: bool = False,
+) -> CaptionOutput:
+    """Caption from precomputed encoder tokens (B, N, encoder width), e.g. rows of a feature cache."""
+    config = config or DecodingConfig()
+    parts = [
+        _caption_batch(captioner, features[start : start + config.batch_size], config, return_attentions)
+        for start in range(0, len(features), config.batch_size)
+    ]
+    return _join(captioner, parts, return_attentions)
+
+
+@dataclass
+class _Batch:
+    token_ids: list[list[int]]
+    attentions: list[torch.Tensor] | None
+    image_tokens: int
+
+
+@torch.inference_mode()
+def _caption_batch(
+    captioner: Captioner, features: torch.Tensor, config: DecodingConfig, return_attentions: bool
+) -> _Batch:
+    model = captioner.model
+    limit = _token_limit(captioner)
+    max_new = config.max_new_tokens or captioner.max_caption_tokens
+    if max_new > limit:
+        raise ConfigError(
+            DecodingConfig, "max_new_tokens", f"{max_new} tokens is over this captioner's limit of {limit}"
+        )
+    features = features.to(captioner.device, next(model.parameters()).dtype)  # (B, N, C)
+    was_training = model.training
+    model.eval()
+    try:
+        with _errors_only("transformers.generation.utils", "transformers.modeling_utils"):
+            # Neither images nor the captions being generated are padded (the start token merely equals the
+            # padding token, GPT-2 style), so transformers' advice to pass an attention mask does not apply.
+            sequences = model.generate(
+                encoder_outputs=BaseModelOutput(last_hidden_state=features),
+                num_beams=config.num_beams,
+                max_new_tokens=max_new,
+                length_penalty=config.length_penalty,
+                do_sample=False,
+            )  # (B, 1 + generated)
+        token_ids = [_until_end(row[1:].tolist(), captioner.tokenizer.eos_token_id) for row in sequences]
+        attentions = (
+            _cross_attentions(captioner, features, sequences, token_ids) if return_attentions else None
+        )
+    finally:
+        model.train(was_training)
+    return _Batch(token_ids, attentions, features.shape[1])
+
+
+def _token_limit(captioner: Captioner) -> int:
+    """Most tokens a caption can have: the decoder's positions less those the tuning method reserves."""
+    reserved = captioner.method.reserved_positions(captioner.tuning_config)
+    return int(captioner.model.decoder.config.n_positions) - reserved
+
+
+def _until_end(ids: list[int], end: int) -> list[int]:
+    return ids[: ids.index(end) + 1] if end in ids else ids
+
+
+def _cross_attentions(
+    captioner: Captioner, features: torch.Tensor, sequences: torch.Tensor, token_ids: list[list[int]]
+) -> list[torch.Tensor]:
+    """Teacher-force the finished sequences; token j was produced at decoder position j - 1."""
+    model = captioner.model
+    with _attention_implementation(model, "eager"):
+        out = model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=features),
+            decoder_input_ids=sequences[:, :-1],
+            output_attentions=True,
+        )
+    stacked = torch.stack(out.cross_attentions, dim=1)  # (B, layers, heads, positions, image tokens)
+    per_token = stacked.permute(0, 3, 1, 2, 4).float().cpu()  # (B, positions, layers, heads, image tokens)
+    return [per_token[b, : len(ids)].clone() for b, ids in enumerate(token_ids)]
+
+
+def _join(captioner: Captioner, parts: list[_Batch], return_attentions: bool) -> CaptionOutput:
+    tokenizer = captioner.tokenizer
+    token_ids = [ids for part in parts for ids in part.token_ids]
+    end = tokenizer.eos_token_id
+    captions = [
+        tokenizer.decode([i for i in ids if i != end], skip_special_tokens=True).strip() for ids in token_ids
+    ]
+    tokens = [[tokenizer.decode([i]) for i in ids] for ids in token_ids]
+    attentions = [a for part in parts for a in part.attentions or []] if return_attentions else None
+    rows, columns = captioner.patch_grid()
+    image_tokens = parts[0].image_tokens if parts else rows * columns
+    return CaptionOutput(
+        captions=captions,
+        token_ids=token_ids,
+        tokens=tokens,
+        attentions=attentions,
+        patch_grid=(rows, columns),
+        prefix_tokens=image_tokens - rows * columns,
+    )
+
+
+@contextlib.contextmanager
+def _attention_implementation(model: torch.nn.Module, implementation: str) -> Iterator[None]:
+    """Switch the decoder's attention implementation for a block (the encoder is not run inside it)."""
+    previous = model.decoder.config._attn_implementation
+    model.decoder.set_attn_implementation(implementation)
+    try:
+        yield
+    finally:
+        model.decoder.set_attn_implementation(previous)
+
+
+@contextlib.contextmanager
+def _errors_only(*logger_names: str) -> Iterator[None]:
+    def only_errors(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+    loggers = [logging.getLogger(name) for name in logger_names]
+    for logger in loggers:
+        logger.addFilter(only_errors)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(only_errors)
+
+
+def predict_shard_captions(
+    captioner: Captioner, urls: Sequence[str], config: DecodingConfig | None = None
+) -> dict[str, str]:
+    """Caption every sample of WebDataset shards (local paths or URLs, as `vlkit.data.shards.expand_shards`
+    gives them), `config.batch_size` images in memory at a time: {file stem: caption}, in shard order.
+    Under `accelerate launch` process p streams shards p, p+N, ... and every process gets all the captions
+    back in shard order."""
+    config = config or DecodingConfig()
+
+    def caption_shard(url: str, samples: Iterator[ShardSample]) -> list[tuple[str, str]]:
+        return _caption_named(captioner, ((Path(s.file_name).stem, s.image) for s in samples), config)
+
+    predictions: dict[str, str] = {}
+    for pairs in map_shards(urls, caption_shard, "caption shards"):
+        for stem, caption in pairs:
+            if stem in predictions:
+                raise VlkitError(f"shards: two samples share the file stem {stem!r}")
+            predictions[stem] = caption
+    return predictions

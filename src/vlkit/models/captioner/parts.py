@@ -1,0 +1,148 @@
+"""The captioner's pretrained parts: the vision encoder by the checkpoint's model type, the GPT-2 decoder
+with new cross-attention, their tokenizer and image processor, each with a one-line error naming the option.
+
+transformers loads them; this module picks the encoder class from a plain dict keyed by `model_type` (never
+by a substring of the name) and checks what the checkpoints lacked.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoTokenizer,
+    CLIPVisionModel,
+    GPT2LMHeadModel,
+    PreTrainedModel,
+    SiglipVisionModel,
+    ViTModel,
+)
+
+from vlkit.errors import VlkitError
+from vlkit.models.clip import check_local_model_folder, offline_hint, use_safetensors
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EncoderKind:
+    """A transformers vision model class whose `last_hidden_state` is the patch tokens, and its options."""
+
+    model_class: type[PreTrainedModel]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+# Keyed by the checkpoint config's `model_type`. A whole CLIP or SigLIP checkpoint loads as its vision tower;
+# ViT's pooler is left out because the decoder reads the tokens, never the pooled vector.
+ENCODER_KINDS: dict[str, EncoderKind] = {
+    "clip": EncoderKind(CLIPVisionModel),
+    "clip_vision_model": EncoderKind(CLIPVisionModel),
+    "siglip": EncoderKind(SiglipVisionModel),
+    "siglip_vision_model": EncoderKind(SiglipVisionModel),
+    "vit": EncoderKind(ViTModel, {"add_pooling_layer": False}),
+}
+DECODER_TYPES = ("gpt2",)
+# The weights GPT-2 gains with add_cross_attention=True; any other missing decoder weight is an error.
+_NEW_DECODER_WEIGHT = re.compile(r"\.(crossattention|ln_cross_attn)\.")
+
+
+def load_encoder(name: str, allow_pickle: bool = False) -> PreTrainedModel:
+    """The vision encoder of a checkpoint (a CLIP or SigLIP checkpoint gives its vision tower); a folder's
+    pickled weights load only with `allow_pickle` (`vlkit --allow-pickle`)."""
+    config = _load_config(name, "--encoder", allow_pickle)
+    kind = ENCODER_KINDS.get(config.model_type)
+    if kind is None:
+        raise VlkitError(
+            f"--encoder {name}: model type {config.model_type!r} is not a supported vision encoder "
+            f"(supported: {', '.join(ENCODER_KINDS)})"
+        )
+    encoder, missing = _from_pretrained(kind.model_class, name, "--encoder", allow_pickle, **kind.options)
+    if missing:
+        raise VlkitError(f"--encoder {name}: checkpoint lacks {len(missing)} weights, e.g. {missing[0]}")
+    return encoder
+
+
+def load_decoder(name: str, allow_pickle: bool = False) -> GPT2LMHeadModel:
+    """A GPT-2-family LM with a new, randomly initialized cross-attention block in every layer; a folder's
+    pickled weights load only with `allow_pickle` (`vlkit --allow-pickle`)."""
+    config = _load_config(name, "--decoder", allow_pickle)
+    if config.model_type not in DECODER_TYPES:
+        raise VlkitError(
+            f"--decoder {name}: model type {config.model_type!r} is not GPT-2-family "
+            f"(supported: {', '.join(DECODER_TYPES)})"
+        )
+    decoder, missing = _from_pretrained(
+        GPT2LMHeadModel, name, "--decoder", allow_pickle, add_cross_attention=True
+    )
+    pretrained = [key for key in missing if not _NEW_DECODER_WEIGHT.search(key)]
+    if pretrained:
+        raise VlkitError(f"--decoder {name}: lacks {len(pretrained)} weights, e.g. {pretrained[0]}")
+    log.info("--decoder %s: %d new cross-attention weight tensors", name, len(missing))
+    return decoder
+
+
+def _load_config(name: str, option: str, allow_pickle: bool = False) -> Any:
+    check_local_model_folder(name, allow_pickle=allow_pickle)
+    try:
+        return AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        if Path(name).is_dir():
+            raise VlkitError(f"{option} {name}: cannot read its config ({exc})".splitlines()[0]) from exc
+        raise offline_hint(name, exc) from exc
+
+
+def _from_pretrained(
+    model_class: type[PreTrainedModel], name: str, option: str, allow_pickle: bool = False, **options: Any
+) -> tuple[Any, list[str]]:
+    """The model and the names of the weights its checkpoint lacked (randomly initialized).
+
+    transformers logs a table of every missing and unexpected weight; for the captioner both are expected (a
+    CLIP checkpoint's text tower is unused, the cross-attention is new), so the table is silenced and the
+    missing names are returned for the caller to check.
+    """
+    # A filter, not setLevel: transformers 5 runs a tensor-parallel check that logs warnings of its own
+    # whenever this logger's level is WARNING or above.
+    loading_logger = logging.getLogger("transformers.modeling_utils")
+    loading_logger.addFilter(_errors_only)
+    try:
+        model, info = model_class.from_pretrained(
+            name, use_safetensors=use_safetensors(allow_pickle), output_loading_info=True, **options
+        )
+    except (OSError, ValueError, pickle.UnpicklingError) as exc:
+        if Path(name).is_dir():
+            raise VlkitError(f"{option} {name}: cannot load it ({exc})".splitlines()[0]) from exc
+        raise offline_hint(name, exc) from exc
+    finally:
+        loading_logger.removeFilter(_errors_only)
+    return model, sorted(info.get("missing_keys", []))
+
+
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
+def load_tokenizer(name: str) -> Any:
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise VlkitError(f"--decoder {name}: cannot load its tokenizer ({exc})".splitlines()[0]) from exc
+    if tokenizer.eos_token_id is None:
+        raise VlkitError(f"--decoder {name}: its tokenizer has no end-of-text token")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # GPT-2 style: the end token doubles as padding
+    return tokenizer
+
+
+def load_image_processor(name: str) -> Any:
+    try:
+        return AutoImageProcessor.from_pretrained(name, backend="pil")
+    except (OSError, ValueError) as exc:
+        message = f"--encoder {name}: cannot load its image processor ({exc})"
+        raise VlkitError(message.splitlines()[0]) from exc
