@@ -38,6 +38,21 @@ class BenchRow:
             return self.vlkit / self.peer if self.peer else float("inf")
         return self.peer / self.vlkit if self.vlkit else float("inf")
 
+    @property
+    def status(self) -> str:
+        """"reported" for a row with no target, else "met" or "**MISSED**"."""
+        if self.target == "report":
+            return "reported"
+        return "met" if self.met else "**MISSED**"
+
+    def ratio_text(self) -> str:
+        """The ratio, with a worse-than-the-peer result said in words ("0.91x: vlkit slower")."""
+        text = f"{self.ratio:.2f}x"
+        if self.ratio < 1:
+            timed = self.unit == "s" or self.unit.endswith("/s")
+            text += f": vlkit {'slower' if timed else 'worse'}"
+        return text
+
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "ratio": self.ratio}
 
