@@ -150,8 +150,8 @@ def test_the_feature_cache_spares_the_encoder_and_keeps_the_losses(parts, datase
     events: list[str] = []
     build, batches = caption_trainer.build_captioner, caption_trainer.CaptionBatches.__call__
 
-    def counting_build(spec):
-        captioner = build(spec)
+    def counting_build(spec, **options):
+        captioner = build(spec, **options)
         captioner.model.encoder.register_forward_hook(lambda *args: events.append("encoder"))
         return captioner
 

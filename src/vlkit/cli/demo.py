@@ -24,6 +24,8 @@ def demo(
     from vlkit.pipelines.demo import run_demo
 
     summary = run_demo(out, seed, quick)
+    for folder in summary["reused"]:
+        console.print(f"reusing {folder} (complete, made from this world)")
     _print_summary(summary["zeroshot_results"])
     captioning = summary["captioning"]
     _print_caption_metrics(captioning["metrics"], captioning["retrieval_baseline"])

@@ -49,13 +49,15 @@ def _stage(name: str) -> float:
 def run_demo(out: Path, seed: int = 0, quick: bool = False) -> dict[str, Any]:
     """Run every stage into `out`; write `out/summary.json` and the report; return the summary (with the
     zero-shot results under `"zeroshot_results"` and the report's path under `"report"`, not written)."""
-    plan, timings = embedded_plan(seed, quick), {}
+    plan, timings, reused = embedded_plan(seed, quick), {}, []
     world, clip_dir = out / "world", out / "clip"
 
     start = _stage("1. the shapes world")
     # Read (and checked) once, for the CLIP, the LM and the captioner.
     train_set, val_set, summary = ensure_world(plan.world, world)
-    if summary is not None:  # (a reused world is logged by ensure_world)
+    if summary is None:  # (a reused world is logged by ensure_world)
+        reused.append(world)
+    else:
         log.info(
             "%d train / %d val images, %d classes, held out: %s",
             summary.n_train,
@@ -67,7 +69,7 @@ def run_demo(out: Path, seed: int = 0, quick: bool = False) -> dict[str, Any]:
 
     start = _stage("2. a CLIP trained from scratch on the world's alt-text corpus")
     if ensure_clip(plan.clip, world, clip_dir):
-        log.info("reusing %s", clip_dir)
+        reused.append(clip_dir)
     timings["clip_train_s"] = time.perf_counter() - start
 
     start = _stage("3. zero-shot prompt analysis")
@@ -81,7 +83,7 @@ def run_demo(out: Path, seed: int = 0, quick: bool = False) -> dict[str, Any]:
         )
     timings["zeroshot_s"] = time.perf_counter() - start
 
-    captioning = _captioning_stages(plan, world, train_set, val_set, clip_dir, out, timings)
+    captioning = _captioning_stages(plan, world, train_set, val_set, clip_dir, out, timings, reused)
     document = {
         "timings": timings,
         "zeroshot": {
@@ -92,7 +94,7 @@ def run_demo(out: Path, seed: int = 0, quick: bool = False) -> dict[str, Any]:
     }
     write_json_atomic(out / "summary.json", document)
     index = write_report(out)
-    return {**document, "zeroshot_results": results, "report": index}
+    return {**document, "zeroshot_results": results, "report": index, "reused": reused}
 
 
 def best_template(result: dict) -> dict:
@@ -108,18 +110,19 @@ def _captioning_stages(
     clip_dir: Path,
     out: Path,
     timings: dict,
+    reused: list[Path],
 ) -> dict:
     """The decoder LM, the cross-attention captioner on the CLIP's frozen vision tower, and its evaluation."""
     lm_dir, captioner_dir = out / "lm", out / "captioner"
 
     start = _stage("4. a GPT-2 trained on the captions alone")
     if ensure_lm(plan.lm, train_set, val_set, world, lm_dir):
-        log.info("reusing %s", lm_dir)
+        reused.append(lm_dir)
     timings["lm_train_s"] = time.perf_counter() - start
 
     start = _stage("5. the cross-attention captioner (CLIP vision tower and GPT-2 frozen)")
     if is_made_from(captioner_dir, world):
-        log.info("reusing %s", captioner_dir)
+        reused.append(captioner_dir)
     else:
         config = CaptionTrainConfig(CaptionerSpec(str(clip_dir), str(lm_dir), "cross-attn"))
         config.loop.seed, config.loop.steps = plan.clip.loop.seed, plan.captioner_steps

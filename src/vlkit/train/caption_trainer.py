@@ -121,7 +121,7 @@ def train_captioner(
     """Build the captioner, train it on `train` (a caption dataset, or WebDataset shards read as a stream)
     with CIDEr-D on `val` every epoch, and save it to `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    captioner = build_captioner(config.spec(), allow_pickle)
+    captioner = build_captioner(config.spec(), allow_pickle=allow_pickle)
     captioner.model.to(process_state().device)  # before the cache is built, so the encoder runs there
     count = captioner.parameter_count()
     log.info("tuning %s: %s", config.captioner.tuning, count.describe())
