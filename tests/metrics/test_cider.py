@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-from tests.metrics.caption_corpus import generated_captions
+from tests.metrics.caption_corpus import corpus, generated_captions
 from tests.metrics.conftest import require_java
 from vlkit.errors import VlkitError
 from vlkit.metrics.cider import cider_d
@@ -35,7 +36,8 @@ def _corpus(n_images: int, seed: int) -> tuple[dict[str, str], dict[str, list[st
 
 
 def _pycocoevalcap(candidates: dict, references: dict) -> tuple[float, dict]:
-    """pycocoevalcap's Cider on the same tokenized input (tokenized by vlkit, like pycocoevalcap would)."""
+    """pycocoevalcap's Cider on the same tokenized input (tokenized by vlkit, like pycocoevalcap would): the
+    scorers alone; the test on raw text below compares with pycocoevalcap's Java tokenizer too."""
     keys = list(references)
     flat = ptb_tokenize([caption for key in keys for caption in references[key]])
     tokenized_candidates = ptb_tokenize([candidates[key] for key in keys])
@@ -57,6 +59,42 @@ def test_cider_d_equals_pycocoevalcap_per_image_and_for_the_corpus() -> None:
     assert worst <= 1e-9
     assert abs(result.score - expected_score) <= 1e-9
     assert expected_score > 0.1  # the corpus has overlapping captions, so the comparison is not all zeros
+
+
+def _whole_corpus_as_images() -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Every caption of the test corpus is one image's candidate and a reference of the images just before
+    it (1 to 5 references each): the tricky captions meet the generated ones as candidates and as
+    references, and neighbours share enough words to score."""
+    captions = corpus()
+    candidates, references = {}, {}
+    for index, caption in enumerate(captions):
+        key = f"img{index}"
+        candidates[key] = caption
+        references[key] = [captions[(index + step) % len(captions)] for step in range(1, 2 + index % 5)]
+    return candidates, references
+
+
+def test_cider_d_on_raw_text_equals_pycocoevalcaps_java_tokenizer_and_cider_end_to_end() -> None:
+    """What the README claims: `cider_d` on raw captions (its pure-Python PTB tokenizer) gives pycocoevalcap's
+    numbers, PTBTokenizer (Java) then Cider, as pycocoevalcap's COCOEvalCap runs them (two tokenizer runs)."""
+    require_java()
+    candidates, references = _whole_corpus_as_images()
+    gts = PTBTokenizer().tokenize(
+        {key: [{"caption": caption} for caption in captions] for key, captions in references.items()}
+    )
+    res = PTBTokenizer().tokenize({key: [{"caption": caption}] for key, caption in candidates.items()})
+    expected_score, scores = Cider().compute_score(gts, res)
+    expected = dict(zip(gts, map(float, scores), strict=True))
+    result = cider_d(candidates, references)
+    assert list(result.per_image) == list(references) == list(expected)
+    wrong = {
+        key: (result.per_image[key], expected[key])
+        for key in references
+        if not abs(result.per_image[key] - expected[key]) <= 1e-9
+    }
+    assert not wrong, f"{len(wrong)} image(s) differ, e.g. {dict(list(wrong.items())[:3])}"
+    assert abs(result.score - float(expected_score)) <= 1e-9
+    assert float(expected_score) > 0.1 and sum(value > 0 for value in expected.values()) > len(expected) / 2
 
 
 def test_already_tokenized_input_scores_as_given() -> None:

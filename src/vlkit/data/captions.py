@@ -150,7 +150,7 @@ def _parse_images(entries: list[Any], source: str, image_root: Path, check_files
             raise VlkitError(
                 f"{where}: duplicate file_name {file_name!r} (also images[{index_of_name[normalized]}])"
             )
-        path = _path_inside_root(image_root, file_name, where)
+        path = path_inside_root(image_root, file_name, where)
         if check_files:
             _require_file(path, where)
         index_of_id[image_id], index_of_name[normalized] = index, index
@@ -192,7 +192,9 @@ def _check_caption(caption: str, where: str) -> None:
         )
 
 
-def _path_inside_root(image_root: Path, file_name: str, where: str) -> Path:
+def path_inside_root(image_root: Path, file_name: str, where: str) -> Path:
+    """`image_root / file_name`, or a `VlkitError` (prefixed with `where`) when the name is empty or absolute,
+    or resolves (`..`, symlinks followed) to the root itself or outside it. `vlkit report` reuses it."""
     if not file_name.strip():
         raise VlkitError(f"{where}: file_name is empty")
     if Path(file_name).is_absolute():

@@ -3,9 +3,13 @@
 index.html plus an assets/ folder of the images it shows, copied there: it opens from the file system and
 asks no other host for anything (no CDN, no web font, no script from elsewhere). Every text that comes from
 data (captions, class names, templates, file names) goes through `html.escape`, so a caption such as
-`<img src=x onerror=alert(1)>` shows as text. Sections whose inputs the run folder lacks still appear, saying
-what is missing and which command makes it. The page is plain HTML and CSS written here: the report is a
-handful of tables and figures, which no templating dependency would make shorter.
+`<img src=x onerror=alert(1)>` shows as text. A file is copied only when it resolves inside its root (the
+image root for `world/images/<file_name>`, the run folder for the run's own figures), by the caption
+loader's own check: an absolute or `../` file name, or a symlink leading out, is left out with a note, so a
+hostile run folder cannot copy a file from elsewhere into a folder meant to be shared. A section whose JSON
+has an unexpected shape says so and the others still render. Sections whose inputs the run folder lacks
+still appear, saying what is missing and which command makes it. The page is plain HTML and CSS written
+here: the report is a handful of tables and figures, which no templating dependency would make shorter.
 """
 
 from __future__ import annotations
@@ -14,14 +18,17 @@ import hashlib
 import html
 import importlib.metadata
 import json
+import logging
 import platform
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from vlkit.data.captions import path_inside_root
 from vlkit.errors import VlkitError
 from vlkit.runtime.files import write_bytes_atomic, write_text_atomic
 
+log = logging.getLogger(__name__)
 SECTIONS = ("data", "zeroshot", "sweep", "metrics", "pairs", "attention", "config")
 TITLES = {
     "data": "The data",
@@ -51,18 +58,33 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _read(path: Path) -> Any | None:
+def _root(path: Path, run: Path) -> Path:
+    """The folder a run file must stay inside: the run folder, or for a file given outside it (`--sweep`),
+    the file's own folder."""
+    return run if path.is_relative_to(run) else path.parent
+
+
+def _read(path: Path, run: Path) -> Any | None:
+    """The JSON at `path`, or None when unreadable or when it resolves outside its root (a symlink out): its
+    content would end up in the page."""
+    root = _root(path, run)
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+        return json.loads(path_inside_root(root, path.relative_to(root).as_posix(), "report").read_text())
+    except VlkitError:
+        log.warning("report: left out %s, which resolves outside %s", path, root)
+    except (OSError, ValueError, RuntimeError):
+        pass
+    return None
 
 
 def _fmt(value: Any, pattern: str = ".4f") -> str:
     if value is None:
         return "n/a"
     if isinstance(value, (int, float)):
-        return format(value, pattern)
+        try:
+            return format(value, pattern)
+        except ValueError:  # e.g. 1.5 where a count was expected
+            return esc(value)
     return esc(value)
 
 
@@ -91,15 +113,32 @@ def _missing(what: str, command: str) -> str:
 
 
 class _Assets:
-    """Copies images into the report's assets/ folder under content-addressed names; returns <img> tags."""
+    """Copies images into the report's assets/ folder under content-addressed names; returns <img> tags.
 
-    def __init__(self, folder: Path):
-        self.folder = folder
+    `img` copies `root / file_name` only when `path_inside_root` (the caption loader's check) accepts it: no
+    absolute name, no `..` out, no symlink leading out. Anything else becomes a visible note, not a copy."""
 
-    def img(self, source: Path, alt: str, css_class: str = "") -> str:
-        if not source.is_file():
-            return _missing(f"image {source.name}", "the run that writes it")
-        data = source.read_bytes()  # read once: hashed for the name, written from memory
+    def __init__(self, folder: Path, run: Path):
+        self.folder, self.run = folder, run
+
+    def figure(self, path: Path, alt: str) -> str:
+        """One of the run's own files (found by a glob or named by the report), inside `_root`."""
+        root = _root(path, self.run)
+        return self.img(root, path.relative_to(root).as_posix(), alt)
+
+    def img(self, root: Path, file_name: Any, alt: Any, css_class: str = "") -> str:
+        try:
+            source = path_inside_root(root, file_name, "report") if isinstance(file_name, str) else None
+            data = source.read_bytes() if source is not None and source.is_file() else None
+        except (VlkitError, ValueError, RuntimeError, OSError):  # ValueError: a NUL; RuntimeError: a loop
+            source = data = None
+        if source is None:
+            return (
+                f'<p class="missing">Left out: {esc(file_name)} (not a file name inside {esc(root.name)}/; '
+                "the report copies nothing from outside it).</p>"
+            )
+        if data is None:
+            return _missing(f"image {file_name}", "the run that writes it")
         name = f"{hashlib.sha256(data).hexdigest()[:16]}{source.suffix.lower()}"
         target = self.folder / name
         if not target.exists():
@@ -109,7 +148,7 @@ class _Assets:
 
 
 def _data_section(run: Path, assets: _Assets) -> str:
-    meta = _read(run / "world" / "meta.json")
+    meta = _read(run / "world" / "meta.json", run)
     if meta is None:
         return _missing("world/meta.json", "vlkit data shapes --out RUN_DIR/world")
     heldout = ", ".join(f"{c} {s}" for c, s in meta.get("heldout", []))
@@ -127,8 +166,9 @@ def _data_section(run: Path, assets: _Assets) -> str:
             ],
         )
     ]
-    samples = sorted((run / "world" / "images").glob("val_*.png"))[:8]
-    parts.append("".join(assets.img(path, path.name, "thumb") for path in samples))
+    root = run / "world" / "images"
+    samples = sorted(root.glob("val_*.png"))[:8]
+    parts.append("".join(assets.img(root, path.name, path.name, "thumb") for path in samples))
     return "".join(parts)
 
 
@@ -138,7 +178,7 @@ def _zeroshot_section(run: Path, assets: _Assets) -> str:
         return _missing("zeroshot/*.json", "vlkit zeroshot --out RUN_DIR/zeroshot/NAME.json")
     parts = []
     for path in files:
-        result = _read(path)
+        result = _read(path, run)
         if not result or "templates" not in result:
             continue
         ranked = sorted(result["templates"], key=lambda t: t["top1"], reverse=True)
@@ -170,13 +210,13 @@ def _zeroshot_section(run: Path, assets: _Assets) -> str:
         ):
             chart = path.with_name(path.stem + suffix)
             if chart.is_file():
-                parts.append(assets.img(chart, f"{path.stem}: {alt}"))
+                parts.append(assets.figure(chart, f"{path.stem}: {alt}"))
     return "".join(parts) or _missing("a readable zero-shot result", "vlkit zeroshot")
 
 
 def _sweep_section(run: Path, assets: _Assets, sweep: Path | None) -> str:
     path = sweep or run / "sweep" / "SWEEP.json"
-    report = _read(path)
+    report = _read(path, run)
     if report is None:
         return _missing(str(path.name), "vlkit caption sweep --out RUN_DIR/sweep/SWEEP.json")
     rows = [
@@ -213,16 +253,17 @@ def _sweep_section(run: Path, assets: _Assets, sweep: Path | None) -> str:
         "peak RSS (MiB)",
     ]
     chart = path.with_suffix(".png")
-    return _table(header, rows) + (assets.img(chart, "sweep chart") if chart.is_file() else "")
+    return _table(header, rows) + (assets.figure(chart, "sweep chart") if chart.is_file() else "")
 
 
 def _metrics_section(run: Path, assets: _Assets) -> str:
-    report = _read(run / "captions" / "evaluation" / "metrics.json")
+    report = _read(run / "captions" / "evaluation" / "metrics.json", run)
     if report is None:
         return _missing(
             "captions/evaluation/metrics.json", "vlkit evaluate --out RUN_DIR/captions/evaluation"
         )
-    baseline = (_read(run / "captions" / "retrieval_evaluation" / "metrics.json") or {}).get("metrics", {})
+    retrieval = _read(run / "captions" / "retrieval_evaluation" / "metrics.json", run)
+    baseline = (retrieval or {}).get("metrics", {})
     rows = [
         [esc(name), _fmt(entry.get("value")), _fmt(baseline.get(name, {}).get("value"))]
         for name, entry in report["metrics"].items()
@@ -233,7 +274,7 @@ def _metrics_section(run: Path, assets: _Assets) -> str:
 
 
 def _pairs_section(run: Path, assets: _Assets) -> str:
-    report = _read(run / "captions" / "evaluation" / "metrics.json")
+    report = _read(run / "captions" / "evaluation" / "metrics.json", run)
     pairs = (report or {}).get("pairs") or {}
     if not pairs.get("top"):
         return _missing("scored pairs in captions/evaluation/metrics.json", "vlkit evaluate --model CLIP")
@@ -243,9 +284,10 @@ def _pairs_section(run: Path, assets: _Assets) -> str:
         parts.append(f"<h3>{label} {len(pairs[key])} by {esc(metric)}</h3>")
         for pair in pairs[key]:
             stem = Path(pair["file_name"]).stem
-            image = assets.img(run / "world" / "images" / pair["file_name"], pair["file_name"], "thumb")
+            image = assets.img(run / "world" / "images", pair["file_name"], pair["file_name"], "thumb")
             figure = run / "attention" / "figures" / f"{stem}.png"
-            attention = assets.img(figure, f"attention for {pair['file_name']}") if figure.is_file() else ""
+            alt = f"attention for {pair['file_name']}"
+            attention = assets.figure(figure, alt) if figure.is_file() else ""
             parts.append(
                 f'<div class="pair">{image}<div><div class="caption">{esc(pair["caption"])}</div>'
                 f"<div>{esc(metric)} {_fmt(pair.get(metric), '.3f')} &middot; {esc(pair['file_name'])}</div>"
@@ -256,7 +298,7 @@ def _pairs_section(run: Path, assets: _Assets) -> str:
 
 def _attention_section(run: Path, assets: _Assets, figures: int = 6) -> str:
     folder = run / "attention"
-    grounding = _read(folder / "grounding.json")
+    grounding = _read(folder / "grounding.json", run)
     parts = []
     if grounding is not None:
         base = grounding.get("baselines", {})
@@ -275,7 +317,7 @@ def _attention_section(run: Path, assets: _Assets, figures: int = 6) -> str:
         ]
         parts.append(_table(["aggregation", "pointing game", "mass in mask", "words"], rows))
     shown = sorted((folder / "figures").glob("*.png"))[:figures]
-    parts += [assets.img(path, f"attention for {path.stem}") for path in shown]
+    parts += [assets.figure(path, f"attention for {path.stem}") for path in shown]
     return "".join(parts) or _missing("attention/", "vlkit caption attend --out RUN_DIR/attention")
 
 
@@ -288,15 +330,27 @@ def _config_section(run: Path, assets: _Assets) -> str:
             versions.append([esc(package), "not installed"])
     versions.append(["python", esc(platform.python_version())])
     parts = [_table(["package", "version"], versions, numeric_from=2)]
-    summary = _read(run / "summary.json")
+    summary = _read(run / "summary.json", run)
     if summary is not None and "timings" in summary:
         rows = [[esc(k), _fmt(v, ".1f")] for k, v in summary["timings"].items()]
         parts.append("<h3>stage timings (s)</h3>" + _table(["stage", "seconds"], rows))
     for name in ("clip/vlkit_train_config.json", "captioner/vlkit_caption_train.json"):
-        config = _read(run / name)
+        config = _read(run / name, run)
         if config is not None:
             parts.append(f"<h3>{esc(name)}</h3><pre>{esc(json.dumps(config, indent=2))}</pre>")
     return "".join(parts)
+
+
+def _guarded(build: Callable[[], str]) -> str:
+    """A section whose JSON has an unexpected shape (a missing key, a string for a list) says so in the page
+    instead of ending the whole report."""
+    try:
+        return build()
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        return (
+            '<p class="missing">This section could not be read from the run folder: '
+            f"{esc(type(error).__name__)}: {esc(error)}.</p>"
+        )
 
 
 def write_report(run: Path, out: Path | None = None, sweep: Path | None = None) -> Path:
@@ -304,7 +358,7 @@ def write_report(run: Path, out: Path | None = None, sweep: Path | None = None) 
     if not run.is_dir():
         raise VlkitError(f"{run}: run folder not found")
     out = out or run / "report"
-    assets = _Assets(out / "assets")
+    assets = _Assets(out / "assets", run)
     builders: dict[str, Callable[[], str]] = {
         "data": lambda: _data_section(run, assets),
         "zeroshot": lambda: _zeroshot_section(run, assets),
@@ -315,7 +369,8 @@ def write_report(run: Path, out: Path | None = None, sweep: Path | None = None) 
         "config": lambda: _config_section(run, assets),
     }
     body = "".join(
-        f'<section id="{name}"><h2>{esc(TITLES[name])}</h2>{builders[name]()}</section>' for name in SECTIONS
+        f'<section id="{name}"><h2>{esc(TITLES[name])}</h2>{_guarded(builders[name])}</section>'
+        for name in SECTIONS
     )
     nav = "".join(f'<a href="#{name}">{esc(TITLES[name])}</a>' for name in SECTIONS)
     page = (
