@@ -7,6 +7,7 @@ builds its options from these classes without loading torch.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,6 +155,4 @@ class CaptionTrainConfig:
 
     def spec(self) -> CaptionerSpec:
         """The captioner to build: new weights seeded by the loop's seed."""
-        import dataclasses
-
         return dataclasses.replace(self.captioner, seed=self.loop.seed)

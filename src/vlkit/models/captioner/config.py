@@ -3,6 +3,7 @@ from these fields without loading a model library)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,8 +55,6 @@ class CaptionerSpec:
         if self.tuning_config is None:
             self.tuning_config = {}
         elif not isinstance(self.tuning_config, dict):  # a method's config object, from Python
-            import dataclasses
-
             self.tuning_config = dataclasses.asdict(self.tuning_config)
         require(
             self,
