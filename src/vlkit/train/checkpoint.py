@@ -77,13 +77,15 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], rest: dict[str, Any])
     return {"state": state, "param_groups": groups}
 
 
-def _fault_pause() -> None:
+def _fault_pause(step: int) -> None:
     """Fault injection for the crash tests: with VLKIT_FAULT_PAUSE_IN_CHECKPOINT=SECONDS set, stop half way
     through writing each checkpoint (its weights written, its manifest not), so that a test can kill the
-    process there. Unset, this does nothing."""
+    process there; with SECONDS@STEP, only in the checkpoint of step STEP. Unset, this does nothing."""
     pause = os.environ.get("VLKIT_FAULT_PAUSE_IN_CHECKPOINT")
     if pause:
-        time.sleep(float(pause))
+        seconds, _, only_step = pause.partition("@")
+        if not only_step or int(only_step) == step:
+            time.sleep(float(seconds))
 
 
 def save_checkpoint(folder: Path, state: TrainState, keep: int = 2) -> Path:
@@ -95,7 +97,7 @@ def save_checkpoint(folder: Path, state: TrainState, keep: int = 2) -> Path:
     tmp.mkdir()
     model = {k: v.detach().contiguous().cpu() for k, v in state.model.items()}
     save_file(model, str(tmp / "model.safetensors"))
-    _fault_pause()
+    _fault_pause(state.step)
     opt_tensors, opt_rest = _flatten_optimizer(state.optimizer)
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
     meta = {"step": state.step, "optimizer": opt_rest, "scheduler": state.scheduler, "extra": state.extra}
