@@ -1,7 +1,9 @@
-"""Fixtures shared by every test: one tiny shapes world per test run, and no progress bars."""
+"""Fixtures shared by every test: one tiny shapes world per test run, no progress bars, and the CLI's global
+state (progress bars, the root logger) as each test found it."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -29,6 +31,29 @@ TINY_WORLD = ShapesConfig(
     seed=0, n_train=60, n_val=20, per_class_train=2, per_class_val=2, n_alt_text=40, n_alt_text_val=8,
     workers=1,
 )
+
+
+def _own_handlers(logger: logging.Logger) -> list[logging.Handler]:
+    """The logger's handlers less pytest's own, which pytest attaches and removes around each test phase."""
+    return [h for h in logger.handlers if not type(h).__module__.startswith("_pytest.")]
+
+
+@pytest.fixture(autouse=True)
+def cli_global_state():
+    """Leaves the CLI's global state as the test found it: an in-process `main()` without `--quiet` turns the
+    progress bars on (`progress.set_enabled`) and replaces the root logger's handlers and level
+    (`logging.basicConfig(force=True)`), which would otherwise hold for every later test."""
+    root = logging.getLogger()
+    enabled, level, handlers = progress.is_enabled(), root.level, _own_handlers(root)
+    yield
+    progress.set_enabled(enabled)
+    root.setLevel(level)
+    for handler in _own_handlers(root):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
 
 
 @pytest.fixture(scope="session")

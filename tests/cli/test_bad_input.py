@@ -5,6 +5,7 @@ captioned). README's "Bad input" counts these cases."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from tests.data import badfiles
 from tests.models.tiny_captioner import save_tiny_parts
 from vlkit.cli.main import main
 from vlkit.models.captioner.model import CaptionerSpec, build_captioner
+from vlkit.runtime import progress
 
 
 @pytest.fixture(scope="module")
@@ -286,7 +288,10 @@ def test_bad_input_gives_one_line_and_exit_code_2(case, shapes_world, models, tm
     err = capsys.readouterr().err
     assert exit_info.value.code == 2, err
     assert "Traceback" not in err
-    message = " ".join(err.split())  # rich wraps long lines at the console width
+    # One line: main prints the error with soft_wrap=True, so rich never wraps it at the console width, and
+    # --quiet leaves no info logging or progress bar to precede it.
+    message = err.strip()
+    assert "\n" not in message, err
     assert message.startswith("error:") and expected in message, message
 
 
@@ -350,3 +355,31 @@ def test_a_class_name_with_braces_is_a_name_not_a_template(shapes_world, models,
 
 def test_the_corpus_has_at_least_25_cases():
     assert len(ERRORS) + len(HANDLED) + 2 >= 25
+
+
+# The conftest's cli_global_state fixture restores what an in-process main() without --quiet changes: the
+# first test changes it, the next (pytest runs a module's tests in order) finds it as the first found it.
+_STATE_BEFORE: dict[str, object] = {}
+
+
+def _cli_state() -> dict[str, object]:
+    root = logging.getLogger()
+    own = [h for h in root.handlers if not type(h).__module__.startswith("_pytest.")]
+    return {"progress": progress.is_enabled(), "level": root.level, "handlers": own}
+
+
+def test_main_without_quiet_turns_progress_and_logging_on():
+    _STATE_BEFORE.update(_cli_state())
+    assert _STATE_BEFORE["progress"] is False  # as the conftest set it
+    assert main(["data", "--help"]) is None  # the root callback runs, without --quiet, before the help
+    after = _cli_state()
+    assert after["progress"] is True and after["level"] == logging.INFO
+    assert [type(h).__name__ for h in after["handlers"]] == ["RichHandler"]
+    assert after != _STATE_BEFORE
+
+
+def test_the_next_test_finds_the_state_the_previous_one_found():
+    if not _STATE_BEFORE:
+        pytest.skip("runs after test_main_without_quiet_turns_progress_and_logging_on")
+    assert _cli_state() == _STATE_BEFORE
+    assert progress.is_enabled() is False
