@@ -40,7 +40,7 @@ def _check(line: str, root) -> list[str]:
             break
         command, options = sub, options | _options(sub)
     positional = [word for word in words if not word.startswith("-")]
-    placeholder = not positional or positional[0].isupper()  # `vlkit --debug COMMAND ...`
+    placeholder = not positional or positional[0].isupper() or positional[0] == "..."  # `vlkit COMMAND ...`
     if getattr(command, "commands", None) and not placeholder:
         problems.append(f"{line!r}: no command named after {command.name!r}")
     for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", line):
