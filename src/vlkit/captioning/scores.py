@@ -66,22 +66,14 @@ def evaluate_captions(
         raise VlkitError(f"metrics: unknown {unknown[0]!r} (choose from {', '.join(DEFAULT_METRICS)})")
     keys = list(predictions)
     scores = CaptionScores(per_image={key: {} for key in keys})
+    refs = None
     if references is not None:
         missing = [key for key in keys if key not in references]
         if missing:
             raise VlkitError(f"references: no reference captions for image {missing[0]!r}")
         refs = {key: list(references[key]) for key in keys}
-    _reference_metrics(scores, predictions, refs if references is not None else None, metrics)
-    _clip_metrics(
-        scores,
-        predictions,
-        refs if references is not None else None,
-        images,
-        clip,
-        metrics,
-        prefix,
-        batch_size,
-    )
+    _reference_metrics(scores, predictions, refs, metrics)
+    _clip_metrics(scores, predictions, refs, images, clip, metrics, prefix, batch_size)
     return scores
 
 
