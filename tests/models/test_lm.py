@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -114,3 +115,26 @@ def test_the_caption_tokenizer_round_trips_any_unicode_text(text):
     assert all(0 <= i < len(_CAPTION_TOKENIZER) for i in ids)
     expected = _CAPTION_TOKENIZER.backend_tokenizer.normalizer.normalize_str(text)
     assert _CAPTION_TOKENIZER.decode(ids) == expected
+
+
+def test_an_lm_batch_cut_after_its_longest_caption_has_the_loss_of_the_full_width_batch(trained_lm, captions):
+    from vlkit.train.lm_trainer import LmBatches
+
+    tokenizer = AutoTokenizer.from_pretrained(trained_lm)
+    model = GPT2LMHeadModel.from_pretrained(trained_lm).eval()
+    # Captions of up to 30 tokens in rows of 40 (the tiny LM's 300-token vocabulary spells words out).
+    short = [c for c in captions[1] if len(tokenizer(c, add_special_tokens=False)["input_ids"]) <= 30]
+    rows = token_rows(tokenizer, short, length=40)
+    batch = LmBatches(rows, batch_size=16, seed=3)(0)
+    longest = int(batch["attention_mask"].sum(dim=1).max())
+    assert batch["input_ids"].shape[1] == longest < 40
+    order = np.random.default_rng([3, 0]).permutation(len(short))[:16]
+    full = {
+        "input_ids": rows.input_ids[order],
+        "attention_mask": rows.attention_mask[order],
+        "labels": rows.labels[order],
+    }
+    assert torch.equal(full["input_ids"][:, :longest], batch["input_ids"])
+    with torch.no_grad():
+        losses = [float(model(**b).loss) for b in (full, batch)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5, abs=1e-6)

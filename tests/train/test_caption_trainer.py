@@ -294,3 +294,47 @@ def test_caption_train_with_a_connector_trains_it_from_cached_features(parts, sh
     assert all(changed)
     saved = json.loads((out / RESULT_FILE).read_text())
     assert saved["trainable_parameters"] == fresh.parameter_count().trainable
+
+
+@pytest.mark.parametrize("method", list(TUNING_METHODS))
+def test_a_batch_cut_after_its_longest_caption_has_the_loss_of_the_full_width_batch(parts, datasets, method):
+    # Training batches are cut after the longest caption's end token; the loss must be the one of the rows
+    # padded to the full caption length (prefix tuning's virtual tokens and masks included).
+    from vlkit.models.tuning import tuning_method
+    from vlkit.train.caption_batches import CaptionTokens, decoder_tensors
+
+    tuning = tuning_method(method)
+    spec = CaptionerSpec(
+        str(parts[0]),
+        str(parts[1]),
+        method,
+        dataclasses.asdict(tuning.default_config()),
+        max_caption_tokens=24,
+    )
+    captioner = build_captioner(spec)
+
+    # Rows of 30 tokens (prefix tuning reserves 10 of the tiny LM's 40 positions) for the captions of up to
+    # 20 tokens (its 300-token vocabulary spells words out).
+    def length(caption):
+        return len(captioner.tokenizer(caption, add_special_tokens=False)["input_ids"])
+
+    images = [i for i in datasets[0].images if length(i.captions[0]) <= 20][:6]
+    tokens = [tokenize_captions(captioner, image.captions[:1], 30) for image in images]
+    rows = CaptionTokens(torch.cat([t.inputs for t in tokens]), torch.cat([t.labels for t in tokens]))
+    trimmed = decoder_tensors(rows)
+    longest = int((rows.labels != -100).sum(dim=1).max())
+    assert trimmed["labels"].shape[1] == longest < 30
+    full = {
+        "decoder_input_ids": rows.inputs,
+        "decoder_attention_mask": (rows.labels != -100).long(),
+        "labels": rows.labels,
+    }
+    torch.manual_seed(0)
+    features = captioner.encode_images(captioner.preprocess([read_image(image.path) for image in images]))
+    captioner.model.eval()
+    with torch.no_grad():
+        losses = [
+            float(captioner.model(encoder_outputs=BaseModelOutput(last_hidden_state=features), **b).loss)
+            for b in (full, trimmed)
+        ]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5, abs=1e-6)

@@ -65,10 +65,14 @@ class LmBatches:
         epoch, index = divmod(step, self.per_epoch)
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.rows.input_ids))
         chosen = torch.from_numpy(order[index * self.batch_size : (index + 1) * self.batch_size])
+        mask = self.rows.attention_mask[chosen]
+        # Cut after the longest caption: the later columns are padding in every row, which the causal LM
+        # never reads and the loss ignores, so the loss is unchanged and the step shorter.
+        length = max(1, int(mask.sum(dim=1).max()))
         return {
-            "input_ids": self.rows.input_ids[chosen],
-            "attention_mask": self.rows.attention_mask[chosen],
-            "labels": self.rows.labels[chosen],
+            "input_ids": self.rows.input_ids[chosen, :length],
+            "attention_mask": mask[:, :length],
+            "labels": self.rows.labels[chosen, :length],
         }
 
 
