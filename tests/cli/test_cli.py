@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import typer.main
@@ -63,23 +64,61 @@ def test_debug_shows_the_traceback_that_is_otherwise_hidden(tmp_path, capsys):
         main(["--debug", "data", "inspect", str(tmp_path / "missing.json")])
 
 
-def test_quick_demo_runs_the_whole_path_and_reuses_finished_stages(tmp_path, capsys):
+def test_quick_demo_runs_the_whole_study_and_reuses_finished_stages(tmp_path, capsys):
+    from vlkit.pipelines.demo import DEMO_METHODS, FIXED_FIGURES
+
     out = tmp_path / "demo"
     main(["--quiet", "demo", "--out", str(out), "--quick"])
     summary = json.loads((out / "summary.json").read_text())
+    # P1: both template sets, each template alone and their ensemble, and one chart of both.
     assert set(summary["zeroshot"]) == {"seed", "imagenet80"}
-    baseline = summary["captioning"]["retrieval_baseline"]
-    assert baseline["cider"]["value"] >= 0.0 and "chair_i" in baseline
-    retrieved = json.loads((out / "captions" / "retrieval_predictions.json").read_text())
+    for name, count in (("seed", 3), ("imagenet80", 80)):
+        result = json.loads((out / "zeroshot" / f"{name}.json").read_text())
+        assert len(result["templates"]) == count and 0.0 <= result["ensemble"]["top1"] <= 1.0
+    assert (out / "zeroshot" / "prompts.png").stat().st_size > 0
+    # P2: every method on the same budget, the best by CIDEr-D, beside the retrieval baseline.
+    captioning = summary["captioning"]
+    assert [m["tuning"] for m in captioning["methods"]] == list(DEMO_METHODS)
+    for method in captioning["methods"]:
+        assert set(method) >= {"tuning", "cider", "clip_score", "chair_i", "trainable_params"}
+        assert isinstance(method["trainable_params"], int) and method["trainable_params"] > 0
+        assert isinstance(method["cider"], float) and isinstance(method["clip_score"], float)
+    assert captioning["best"] == max(captioning["methods"], key=lambda m: m["cider"])["tuning"]
+    baseline = captioning["retrieval_baseline"]
+    assert set(baseline) == {"cider", "clip_score", "chair_i"} and baseline["cider"] >= 0.0
+    sweep = json.loads((out / "sweep" / "SWEEP.json").read_text())
+    assert {m["tuning"]: m["cider"] for m in sweep["methods"]} == {
+        m["tuning"]: m["cider"] for m in captioning["methods"]
+    }
+    assert len({m["steps"] for m in _results(out, DEMO_METHODS)}) == 1  # one budget for all
+    retrieved = json.loads((out / "sweep" / "retrieval" / "val_predictions.json").read_text())
     train = json.loads((out / "world" / "train.json").read_text())
     references = {annotation["caption"] for annotation in train["annotations"]}
     assert retrieved and set(retrieved.values()) <= references  # each one a training caption
-    assert all((out / "attention" / name).is_file() for name in ("grounding.json", "captions.json"))
-    assert '<section id="pairs">' in (out / "report" / "index.html").read_text()
-    for name in ("seed", "imagenet80"):
-        result = json.loads((out / "zeroshot" / f"{name}.json").read_text())
-        assert 0.0 <= result["ensemble"]["top1"] <= 1.0
-    weights = (out / "clip" / "model.safetensors").stat().st_mtime_ns
+    best_metrics = json.loads((out / "captions" / "evaluation" / "metrics.json").read_text())
+    assert best_metrics["metrics"]["cider"]["value"] == pytest.approx(
+        next(m["cider"] for m in captioning["methods"] if m["tuning"] == captioning["best"])
+    )
+    # P3: the five fixed images and the top-1 / last-1 by CLIPScore drawn; grounding for the best.
+    p3 = captioning["attention"]
+    assert len(p3["fixed"]) == FIXED_FIGURES
+    for stem in p3["fixed"] + [Path(p3[k]["file_name"]).stem for k in ("top_1", "last_1")]:
+        assert (out / "attention" / "figures" / f"{stem}.png").is_file(), stem
+    assert p3["top_1"]["clip_score"] >= p3["last_1"]["clip_score"]
+    assert set(summary["grounding"]) >= {"aggregations", "baselines"}
+    assert set(summary["bars"]) >= {"chair_i_at_most_half_retrieval", "pointing_game_15_above_centre"}
+    page = (out / "report" / "index.html").read_text()
+    for section in ("P1 · Zero-shot", "P2 · The tuning methods", "P3 · Attention maps", "(best)"):
+        assert section in page
+    # A second run reuses every stage: no model trained again, every stage folder reported reused.
+    weights = {m: (out / "sweep" / m / "model.safetensors").stat().st_mtime_ns for m in DEMO_METHODS}
+    capsys.readouterr()
     main(["--quiet", "demo", "--out", str(out), "--quick"])
-    assert (out / "clip" / "model.safetensors").stat().st_mtime_ns == weights
-    assert "reusing" in capsys.readouterr().out
+    assert {m: (out / "sweep" / m / "model.safetensors").stat().st_mtime_ns for m in DEMO_METHODS} == weights
+    said = "".join(capsys.readouterr().out.split())  # (rich wraps long lines, paths included)
+    for folder in ("clip", "lm", "zeroshot", "sweep", "captions", "attention"):
+        assert f"reusing{out / folder}(complete" in said, folder
+
+
+def _results(out, methods):
+    return [json.loads((out / "sweep" / m / "vlkit_caption_result.json").read_text()) for m in methods]

@@ -16,7 +16,8 @@ from vlkit.errors import VlkitError
 from vlkit.models.captioner.config import CaptionerSpec
 from vlkit.models.captioner.model import load_captioner
 from vlkit.models.clip import load_clip
-from vlkit.pipelines.sweep import SweepConfig, train_method
+from vlkit.pipelines.method_runs import train_method
+from vlkit.pipelines.sweep import SweepConfig
 from vlkit.train.config import CaptionTrainConfig, LoopConfig
 
 METHOD_KEYS = {"tuning", "cider", "clip_score", "chair_i", "trainable_params", "step_time_s", "peak_rss_mib"}
@@ -138,7 +139,7 @@ def test_a_method_that_fails_in_its_child_is_one_line_naming_it(shapes_world, tm
 
 
 def _report_peak(queue) -> None:
-    from vlkit.pipelines.sweep import own_peak_rss_mib
+    from vlkit.pipelines.method_runs import own_peak_rss_mib
 
     queue.put(own_peak_rss_mib())
 

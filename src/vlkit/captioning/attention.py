@@ -118,5 +118,6 @@ def attention_maps(output: Any, index: int, aggregation: Aggregation | None = No
     the mean over heads and layers)."""
     if output.attentions is None:
         raise VlkitError("attention_maps: caption the images with return_attentions=True")
-    return token_maps(output.attentions[index], output.patch_grid, output.prefix_tokens,
-                      aggregation or Aggregation())
+    return token_maps(
+        output.attentions[index], output.patch_grid, output.prefix_tokens, aggregation or Aggregation()
+    )

@@ -21,6 +21,7 @@ from vlkit.cli import demo as demo_cli
 from vlkit.cli import evaluate as evaluate_cli
 from vlkit.cli import lm as lm_cli
 from vlkit.cli import report as report_cli
+from vlkit.cli import standins as standins_cli
 from vlkit.cli import zeroshot as zeroshot_cli
 from vlkit.errors import ConfigError, VlkitError
 from vlkit.runtime import progress
@@ -40,6 +41,7 @@ app.add_typer(data_cli.app, name="data")
 app.add_typer(clip_cli.app, name="clip")
 app.add_typer(lm_cli.app, name="lm")
 app.add_typer(caption_cli.app, name="caption")
+app.add_typer(standins_cli.app, name="standins")
 app.command(name="zeroshot")(zeroshot_cli.zeroshot)
 app.command(name="demo")(demo_cli.demo)
 app.command(name="evaluate")(evaluate_cli.evaluate)

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from vlkit.errors import VlkitError
+from vlkit.models.hub import resolve_model_name
 from vlkit.runtime.progress import track
 
 log = logging.getLogger(__name__)
@@ -203,13 +204,14 @@ def offline_hint(name: str, exc: Exception) -> VlkitError:
 def _load_hf_clip(name: str, device: torch.device, dtype: torch.dtype, allow_pickle: bool = False) -> HFClip:
     from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
-    check_local_model_folder(name, allow_pickle=allow_pickle)
+    path = resolve_model_name(name)  # `vlkit:shapes-clip` -> the shipped folder; the name stays for display
+    check_local_model_folder(path, allow_pickle=allow_pickle)
     try:
-        model = CLIPModel.from_pretrained(name, dtype=dtype, use_safetensors=use_safetensors(allow_pickle))
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        image_processor = AutoImageProcessor.from_pretrained(name, backend="pil")
+        model = CLIPModel.from_pretrained(path, dtype=dtype, use_safetensors=use_safetensors(allow_pickle))
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        image_processor = AutoImageProcessor.from_pretrained(path, backend="pil")
     except (OSError, ValueError, pickle.UnpicklingError) as exc:
-        if Path(name).is_dir():
+        if Path(path).is_dir():
             raise VlkitError(f"{name}: cannot load a CLIP from this folder ({exc})".splitlines()[0]) from exc
         raise offline_hint(name, exc) from exc
     model.to(device).eval()

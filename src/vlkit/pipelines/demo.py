@@ -1,100 +1,101 @@
-"""`vlkit demo`'s library half: the whole study on the embedded default (the shapes world), end to end.
+"""`vlkit demo`'s library half: the course study, end to end, on the embedded default (the shapes world).
 
-Each stage writes into its own folder under `out` and is skipped when its output is already complete, so a
-demo stopped half way continues where it stopped (the CLIP resumes from its newest checkpoint). The stages
-are the library's own: `embedded` makes the world and the from-scratch models, then zero-shot, captioner
-training, prediction, evaluation, attention and the report run as their commands run them.
+The study's three parts, as the course report lays them out:
+
+- P1: zero-shot prompt analysis: the three seed templates and the 80 CLIP templates, each alone and
+  ensembled, top-1 on seen and unseen classes (`zeroshot/`);
+- P2: the captioner (CLIP vision tower and GPT-2 frozen) with `cross-attn` and three PEFT attempts trained
+  on the same budget, side by side with the retrieval baseline (`sweep/`); the best by validation CIDEr-D
+  evaluated with every metric (`captions/`);
+- P3: per-word attention maps of the best captioner for five fixed validation images and the top-1 and
+  last-1 images by CLIPScore, and their grounding (`attention/`).
+
+As in the real study nothing is pretrained here: the CLIP and the GPT-2 are the shipped stand-ins
+`vlkit:shapes-clip` and `vlkit:shapes-gpt2` (`vlkit.models.hub`), checked against the world's digest; with
+`from_scratch` they are trained again on this world (`vlkit.pipelines.embedded`). Each stage writes into its
+own folder and is skipped when its output is complete and made from the same inputs (`Stages`), so a second
+run takes seconds and a run stopped half way continues where it stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
-from vlkit.captioning.generate import predict_captions
-from vlkit.captioning.retrieval import retrieval_captions
-from vlkit.data.captions import CaptionDataset
-from vlkit.models.captioner.config import CaptionerSpec
-from vlkit.models.captioner.model import load_captioner
-from vlkit.models.clip import ClipSpec, load_clip
-from vlkit.pipelines.attend import AttendRequest, run_attend
 from vlkit.pipelines.embedded import (
     EmbeddedPlan,
     embedded_plan,
     ensure_clip,
     ensure_lm,
     ensure_world,
-    is_made_from,
-    start_from,
+    world_digest,
 )
-from vlkit.pipelines.evaluate import EvaluationRequest, run_evaluation
-from vlkit.pipelines.report import write_report
-from vlkit.pipelines.zeroshot import run_zeroshot
-from vlkit.runtime.files import write_json_atomic
-from vlkit.train.caption_trainer import train_captioner
-from vlkit.train.config import CaptionTrainConfig
+from vlkit.runtime.files import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 ZEROSHOT_TEMPLATES = ("seed", "imagenet80")
+DEMO_METHODS = ("cross-attn", "lora", "ia3", "prefix")
+FIXED_FIGURES = 5  # P3: attention figures for the first five validation images, whatever the captioner
+FULL_METRICS = ("cider", "clip_score", "ref_clip_score", "chair", "attributes")
+STAGE_FILE = "vlkit_stage.json"
 
 
-def _stage(name: str) -> float:
-    log.info("[bold]%s[/]", name, extra={"markup": True})
-    return time.perf_counter()
-
-
-def run_demo(out: Path, seed: int = 0, quick: bool = False) -> dict[str, Any]:
+def run_demo(out: Path, seed: int = 0, quick: bool = False, from_scratch: bool = False) -> dict[str, Any]:
     """Run every stage into `out`; write `out/summary.json` and the report; return the summary (with the
-    zero-shot results under `"zeroshot_results"` and the report's path under `"report"`, not written)."""
-    plan, timings, reused = embedded_plan(seed, quick), {}, []
-    world, clip_dir = out / "world", out / "clip"
+    zero-shot results under `"zeroshot_results"` and the report's path under `"report"`, not written).
+    `quick` (a tiny world, a few steps) always trains its own CLIP and GPT-2: the stand-ins were trained on
+    the default world."""
+    plan, stages = embedded_plan(seed, quick), Stages(out)
+    from_scratch = from_scratch or quick
+    if not from_scratch:
+        from vlkit.pipelines.standins import check_standins_seed
 
-    start = _stage("1. the shapes world")
-    # Read (and checked) once, for the CLIP, the LM and the captioner.
-    train_set, val_set, summary = ensure_world(plan.world, world)
-    if summary is None:  # (a reused world is logged by ensure_world)
-        reused.append(world)
-    else:
-        log.info(
-            "%d train / %d val images, %d classes, held out: %s",
-            summary.n_train,
-            summary.n_val,
-            len(summary.classes),
-            ", ".join(f"{c} {s}" for c, s in summary.heldout),
-        )
-    timings["world_s"] = time.perf_counter() - start
+        check_standins_seed(seed)  # before minutes of world generation
 
-    start = _stage("2. a CLIP trained from scratch on the world's alt-text corpus")
-    if ensure_clip(plan.clip, world, clip_dir):
-        reused.append(clip_dir)
-    timings["clip_train_s"] = time.perf_counter() - start
+    with stages.timed("world_s", "1. the shapes world"):
+        train_set, val_set, summary = ensure_world(plan.world, out / "world")
+        if summary is None:
+            stages.reused.append(out / "world")
+    world = out / "world"
+    with stages.timed("models_s", "2. the pretrained CLIP and GPT-2"):
+        clip_name, lm_name = _models(plan, world, train_set, val_set, out, from_scratch, stages)
 
-    start = _stage("3. zero-shot prompt analysis")
-    results = {}
-    for templates in ZEROSHOT_TEMPLATES:
-        results[templates] = run_zeroshot(
-            ClipSpec(str(clip_dir)),
-            world / "classification" / "val",
-            templates,
-            out / "zeroshot" / f"{templates}.json",
-        )
-    timings["zeroshot_s"] = time.perf_counter() - start
+    inputs = {"world": world_digest(world), "clip": _identity(clip_name), "lm": _identity(lm_name)}
+    with stages.timed("zeroshot_s", "3. P1: zero-shot prompt analysis"):
+        results = _prompt_analysis(clip_name, world, out / "zeroshot", stages, inputs)
 
-    captioning = _captioning_stages(plan, world, train_set, val_set, clip_dir, out, timings, reused)
+    from vlkit.pipelines.demo_captioning import captioning_stages
+
+    captioning, grounding = captioning_stages(
+        plan, clip_name, lm_name, world, train_set, val_set, out, stages, inputs
+    )
     document = {
-        "timings": timings,
+        "timings": stages.timings,
+        "models": {"clip": clip_name, "lm": lm_name, "from_scratch": from_scratch},
         "zeroshot": {
             name: {"best_template": r["best_template"], "best": best_template(r), "ensemble": r["ensemble"]}
             for name, r in results.items()
         },
         "captioning": captioning,
+        "grounding": grounding,
     }
-    write_json_atomic(out / "summary.json", document)
-    index = write_report(out)
-    return {**document, "zeroshot_results": results, "report": index, "reused": reused}
+    document["bars"] = study_bars(document)
+    if not from_scratch and seed == 0:
+        from vlkit.pipelines.demo_figures import drifted_figures
+
+        document["drift"] = drifted_figures(document)  # against the figures recorded with the stand-ins
+    from vlkit.pipelines.report import write_report
+
+    with stages.timed("report_s", "8. the HTML report"):
+        write_json_atomic(out / "summary.json", document)
+        index = write_report(out)
+    write_json_atomic(out / "summary.json", document)  # with the report's time
+    return {**document, "zeroshot_results": results, "report": index, "reused": stages.reused}
 
 
 def best_template(result: dict) -> dict:
@@ -102,72 +103,141 @@ def best_template(result: dict) -> dict:
     return max(result["templates"], key=lambda t: t["top1"])
 
 
-def _captioning_stages(
-    plan: EmbeddedPlan,
-    world: Path,
-    train_set: CaptionDataset,
-    val_set: CaptionDataset,
-    clip_dir: Path,
-    out: Path,
-    timings: dict,
-    reused: list[Path],
-) -> dict:
-    """The decoder LM, the cross-attention captioner on the CLIP's frozen vision tower, and its evaluation."""
-    lm_dir, captioner_dir = out / "lm", out / "captioner"
+def study_bars(document: dict[str, Any]) -> dict[str, Any]:
+    """The bars of the best captioner: CIDEr-D and CLIPScore above the retrieval baseline, CHAIR-i at most
+    half the baseline's, the best aggregation's pointing game 15 points above the centre baseline."""
+    captioning, grounding = document["captioning"], document.get("grounding") or {}
+    best = next(m for m in captioning["methods"] if m["tuning"] == captioning["best"])
+    base = captioning["retrieval_baseline"]
+    scored = [
+        a["pointing_game"] for a in grounding.get("aggregations", []) if a.get("pointing_game") is not None
+    ]
+    pointing, centre = (max(scored) if scored else None), grounding.get("baselines", {}).get("center")
 
-    start = _stage("4. a GPT-2 trained on the captions alone")
-    if ensure_lm(plan.lm, train_set, val_set, world, lm_dir):
-        reused.append(lm_dir)
-    timings["lm_train_s"] = time.perf_counter() - start
+    def above(a, b):
+        return None if a is None or b is None else a > b
 
-    start = _stage("5. the cross-attention captioner (CLIP vision tower and GPT-2 frozen)")
-    if is_made_from(captioner_dir, world):
-        reused.append(captioner_dir)
-    else:
-        config = CaptionTrainConfig(CaptionerSpec(str(clip_dir), str(lm_dir), "cross-attn"))
-        config.loop.seed, config.loop.steps = plan.clip.loop.seed, plan.captioner_steps
-        config.loop.checkpoint_every = max(1, plan.captioner_steps // 4)
-        train_captioner(config, train_set, val_set, captioner_dir, resume=start_from(captioner_dir, world))
-    timings["captioner_train_s"] = time.perf_counter() - start
-
-    start = _stage("6. captions for the validation images, evaluated")
-    captioner = load_captioner(captioner_dir)
-    predictions_path = out / "captions" / "val_predictions.json"
-    write_json_atomic(predictions_path, predict_captions(captioner, val_set.image_paths()))
-    request = EvaluationRequest(
-        predictions=predictions_path,
-        annotations=world / "val.json",
-        images=world / "images",
-        out=out / "captions" / "evaluation",
-        model=str(clip_dir),
-        metrics=("cider", "clip_score", "ref_clip_score", "chair", "attributes"),
-        allow_empty=True,  # a model's empty caption is a result to score, not a broken file
-    )
-    clip = load_clip(str(clip_dir))
-    report = run_evaluation(request, clip)
-    log.info("captions evaluated: %s", request.out / "metrics.json")
-    # The bar to beat: the caption of the nearest training image by the same CLIP's image embedding.
-    retrieval_path = out / "captions" / "retrieval_predictions.json"
-    write_json_atomic(retrieval_path, retrieval_captions(clip, train_set, val_set.image_paths()))
-    retrieval = run_evaluation(
-        dataclasses.replace(
-            request, predictions=retrieval_path, out=out / "captions" / "retrieval_evaluation"
-        ),
-        clip,
-    )
-    timings["captioning_eval_s"] = time.perf_counter() - start
-
-    start = _stage("7. attention maps for every word, and grounding measured")
-    pairs = report["pairs"]
-    stems = {Path(p["file_name"]).stem for key in ("top", "bottom") for p in pairs.get(key, [])}
-    attend = run_attend(
-        captioner,
-        AttendRequest(out=out / "attention", annotations=world / "val.json", figure_stems=stems),
-    )
-    timings["attention_s"] = time.perf_counter() - start
     return {
-        "metrics_file": str(request.out / "metrics.json"),
-        "metrics": report["metrics"],
-        "retrieval_baseline": retrieval["metrics"],
-        "grounding": attend.get("grounding"),
+        "cider_above_retrieval": above(best["cider"], base["cider"]),
+        "clip_score_above_retrieval": above(best["clip_score"], base["clip_score"]),
+        "chair_i_at_most_half_retrieval": None
+        if best["chair_i"] is None or base["chair_i"] is None
+        else best["chair_i"] <= base["chair_i"] / 2,
+        "chair_i": best["chair_i"],
+        "chair_i_limit": None if base["chair_i"] is None else base["chair_i"] / 2,
+        "pointing_game_15_above_centre": None
+        if pointing is None or centre is None
+        else pointing >= centre + 0.15,
+        "pointing_game": pointing,
+        "pointing_game_centre": centre,
     }
+
+
+def _models(
+    plan: EmbeddedPlan, world: Path, train_set, val_set, out: Path, from_scratch: bool, stages: Stages
+) -> tuple[str, str]:
+    """The CLIP and GPT-2 names: the shipped stand-ins (checked against this world), or both trained here."""
+    if not from_scratch:
+        from vlkit.pipelines.standins import CLIP_NAME, LM_NAME, check_standins_world
+
+        check_standins_world(world)
+        log.info("using the shipped stand-ins vlkit:%s and vlkit:%s", CLIP_NAME, LM_NAME)
+        return f"vlkit:{CLIP_NAME}", f"vlkit:{LM_NAME}"
+    log.info("training a CLIP on the world's alt-text corpus, then a GPT-2 on its captions")
+    if ensure_clip(plan.clip, world, out / "clip"):
+        stages.reused.append(out / "clip")
+    if ensure_lm(plan.lm, train_set, val_set, world, out / "lm"):
+        stages.reused.append(out / "lm")
+    return str(out / "clip"), str(out / "lm")
+
+
+def _identity(name: str) -> str:
+    """A model's identity for the stage stamps: the digest of its weights (a hub id stands for itself)."""
+    from vlkit.models.hub import resolve_model_name
+
+    weights = Path(resolve_model_name(name)) / "model.safetensors"
+    if not weights.is_file():
+        return name
+    digest = hashlib.sha256()
+    with weights.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"{name}:{digest.hexdigest()}"
+
+
+def _prompt_analysis(clip_name: str, world: Path, folder: Path, stages: Stages, inputs: dict) -> dict:
+    from vlkit.models.clip import ClipSpec, load_clip
+    from vlkit.pipelines.zeroshot import run_zeroshot
+    from vlkit.viz.plots import template_bar_chart
+
+    files = {name: folder / f"{name}.json" for name in ZEROSHOT_TEMPLATES}
+    key = {**inputs, "templates": list(ZEROSHOT_TEMPLATES)}
+    if stages.done(folder, key) and all(f.is_file() for f in files.values()):
+        return {name: read_json(path) for name, path in files.items()}
+    clip = load_clip(ClipSpec(clip_name))
+    data = world / "classification" / "val"
+    results = {
+        name: run_zeroshot(ClipSpec(clip_name), data, name, path, clip=clip) for name, path in files.items()
+    }
+    # One chart of both sets: the course's three templates first, then the 80 ranked, both ensembles.
+    rows = [t for name in ZEROSHOT_TEMPLATES for t in results[name]["templates"]]
+    chart = template_bar_chart(
+        [t["template"] for t in rows],
+        [t["top1"] for t in rows],
+        {f"{name} ensemble": results[name]["ensemble"]["top1"] for name in ZEROSHOT_TEMPLATES},
+        "zero-shot top-1: the 3 seed templates (orange) and the 80 CLIP templates",
+        pinned=len(results["seed"]["templates"]),
+    )
+    from vlkit.runtime.files import write_bytes_atomic
+
+    write_bytes_atomic(folder / "prompts.png", chart)
+    stages.mark(folder, key)
+    return results
+
+
+class Stages:
+    """Times the stages and remembers which are complete: a stage's folder holds `vlkit_stage.json` with the
+    digest of what it was made from, written once its outputs are."""
+
+    def __init__(self, out: Path):
+        self.out, self.timings, self.reused = out, {}, []
+
+    def timed(self, name: str, title: str):
+        stages = self
+
+        class _Timer:
+            def __enter__(self):
+                log.info("[bold]%s[/]", title, extra={"markup": True})
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                stages.timings[name] = time.perf_counter() - self.start
+                return False
+
+        return _Timer()
+
+    @staticmethod
+    def _digest(key: dict) -> str:
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+    def done(self, folder: Path, key: dict) -> bool:
+        try:
+            stamp = read_json(folder / STAGE_FILE)
+        except Exception:  # noqa: BLE001 (absent or unreadable: not done)
+            return False
+        if isinstance(stamp, dict) and stamp.get("inputs_sha256") == self._digest(key):
+            self.reused.append(folder)
+            log.info("reusing %s", folder)
+            return True
+        return False
+
+    def mark(self, folder: Path, key: dict) -> None:
+        write_json_atomic(folder / STAGE_FILE, {"inputs_sha256": self._digest(key), "inputs": key})
+
+
+def stage_key(*parts: Any) -> dict:
+    """Dataclasses and dicts merged into one JSON-able stage key."""
+    merged: dict[str, Any] = {}
+    for part in parts:
+        merged.update(dataclasses.asdict(part) if dataclasses.is_dataclass(part) else dict(part))
+    return merged

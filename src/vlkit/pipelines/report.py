@@ -14,154 +14,47 @@ here: the report is a handful of tables and figures, which no templating depende
 
 from __future__ import annotations
 
-import hashlib
-import html
 import importlib.metadata
 import json
 import logging
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from vlkit.data.captions import path_inside_root
 from vlkit.errors import VlkitError
-from vlkit.runtime.files import write_bytes_atomic, write_text_atomic
+from vlkit.pipelines.report_html import CSS, Assets, esc, fmt, missing, pct, read_inside, table
+from vlkit.runtime.files import write_text_atomic
 
 log = logging.getLogger(__name__)
-SECTIONS = ("data", "zeroshot", "sweep", "metrics", "pairs", "attention", "config")
+SECTIONS = ("data", "zeroshot", "sweep", "metrics", "attention", "pairs", "config")
+# The course report's parts: P1 prompts, P2 captioning (the methods, then the best), P3 attention.
 TITLES = {
     "data": "The data",
-    "zeroshot": "Zero-shot prompt analysis",
-    "sweep": "Tuning sweep",
-    "metrics": "Caption metrics",
-    "pairs": "Best and worst pairs",
-    "attention": "Attention maps",
+    "zeroshot": "P1 · Zero-shot prompt analysis",
+    "sweep": "P2 · The tuning methods side by side",
+    "metrics": "P2 · The best captioner, every metric",
+    "attention": "P3 · Attention maps and grounding",
+    "pairs": "P3 · Best and worst pairs by CLIPScore",
     "config": "Configuration and versions",
 }
 VERSIONED = ("vlkit", "torch", "transformers", "peft", "accelerate", "tokenizers", "numpy")
-CSS = """
-body{font-family:system-ui,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1100px;
-color:#222;padding:0 1rem;line-height:1.4}
-h1{border-bottom:2px solid #4C72B0}h2{margin-top:2.4rem;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem}
-td,th{border:1px solid #ccc;padding:.25rem .55rem}
-th{background:#f1f3f8;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
-img{max-width:100%;border:1px solid #ddd;margin:.3rem 0}.missing{color:#a33;font-style:italic}
-.pair{display:flex;gap:1rem;align-items:flex-start;margin:.6rem 0}
-.pair img.thumb{width:96px;image-rendering:pixelated}
-.caption{font-family:ui-monospace,Menlo,Consolas,monospace}nav a{margin-right:.8rem}
-"""
 
 
-def esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _root(path: Path, run: Path) -> Path:
-    """The folder a run file must stay inside: the run folder, or for a file given outside it (`--sweep`),
-    the file's own folder."""
-    return run if path.is_relative_to(run) else path.parent
-
-
-def _read(path: Path, run: Path) -> Any | None:
-    """The JSON at `path`, or None when unreadable or when it resolves outside its root (a symlink out): its
-    content would end up in the page."""
-    root = _root(path, run)
-    try:
-        return json.loads(path_inside_root(root, path.relative_to(root).as_posix(), "report").read_text())
-    except VlkitError:
-        log.warning("report: left out %s, which resolves outside %s", path, root)
-    except (OSError, ValueError, RuntimeError):
-        pass
-    return None
-
-
-def _fmt(value: Any, pattern: str = ".4f") -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, (int, float)):
-        try:
-            return format(value, pattern)
-        except ValueError:  # e.g. 1.5 where a count was expected
-            return esc(value)
-    return esc(value)
-
-
-def _pct(value: Any) -> str:
-    return _fmt(value, ".1%")
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], numeric_from: int = 1) -> str:
-    """Cells are HTML already (escape data before); columns from `numeric_from` align right."""
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="num">{c}</td>' if i >= numeric_from else f"<td>{c}</td>" for i, c in enumerate(row)
-        )
-        + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _missing(what: str, command: str) -> str:
-    return (
-        f'<p class="missing">Not in this run folder: {esc(what)} (made by <code>{esc(command)}</code>).</p>'
-    )
-
-
-class _Assets:
-    """Copies images into the report's assets/ folder under content-addressed names; returns <img> tags.
-
-    `img` copies `root / file_name` only when `path_inside_root` (the caption loader's check) accepts it: no
-    absolute name, no `..` out, no symlink leading out. Anything else becomes a visible note, not a copy."""
-
-    def __init__(self, folder: Path, run: Path):
-        self.folder, self.run = folder, run
-
-    def figure(self, path: Path, alt: str) -> str:
-        """One of the run's own files (found by a glob or named by the report), inside `_root`."""
-        root = _root(path, self.run)
-        return self.img(root, path.relative_to(root).as_posix(), alt)
-
-    def img(self, root: Path, file_name: Any, alt: Any, css_class: str = "") -> str:
-        try:
-            source = path_inside_root(root, file_name, "report") if isinstance(file_name, str) else None
-            data = source.read_bytes() if source is not None and source.is_file() else None
-        except (VlkitError, ValueError, RuntimeError, OSError):  # ValueError: a NUL; RuntimeError: a loop
-            source = data = None
-        if source is None:
-            return (
-                f'<p class="missing">Left out: {esc(file_name)} (not a file name inside {esc(root.name)}/; '
-                "the report copies nothing from outside it).</p>"
-            )
-        if data is None:
-            return _missing(f"image {file_name}", "the run that writes it")
-        name = f"{hashlib.sha256(data).hexdigest()[:16]}{source.suffix.lower()}"
-        target = self.folder / name
-        if not target.exists():
-            write_bytes_atomic(target, data)
-        klass = f' class="{esc(css_class)}"' if css_class else ""
-        return f'<img src="assets/{esc(name)}" alt="{esc(alt)}"{klass}>'
-
-
-def _data_section(run: Path, assets: _Assets) -> str:
-    meta = _read(run / "world" / "meta.json", run)
+def _data_section(run: Path, assets: Assets) -> str:
+    meta = read_inside(run / "world" / "meta.json", run)
     if meta is None:
-        return _missing("world/meta.json", "vlkit data shapes --out RUN_DIR/world")
+        return missing("world/meta.json", "vlkit data shapes --out RUN_DIR/world")
     heldout = ", ".join(f"{c} {s}" for c, s in meta.get("heldout", []))
     parts = [
-        _table(
+        table(
             ["field", "value"],
             [
-                ["training images (captioned)", _fmt(meta.get("n_train"), "d")],
-                ["validation images (captioned)", _fmt(meta.get("n_val"), "d")],
-                ["CLIP corpus: single objects with alt text (train)", _fmt(meta.get("n_alt_text"), "d")],
-                ["captions per image", _fmt(meta.get("captions_per_image"), "d")],
-                ["image size (px)", _fmt(meta.get("image_size"), "d")],
-                ["classes (colour x shape)", _fmt(len(meta.get("classes", [])), "d")],
+                ["training images (captioned)", fmt(meta.get("n_train"), "d")],
+                ["validation images (captioned)", fmt(meta.get("n_val"), "d")],
+                ["CLIP corpus: single objects with alt text (train)", fmt(meta.get("n_alt_text"), "d")],
+                ["captions per image", fmt(meta.get("captions_per_image"), "d")],
+                ["image size (px)", fmt(meta.get("image_size"), "d")],
+                ["classes (colour x shape)", fmt(len(meta.get("classes", [])), "d")],
                 ["held-out combinations (unseen in training)", esc(heldout)],
             ],
         )
@@ -172,38 +65,49 @@ def _data_section(run: Path, assets: _Assets) -> str:
     return "".join(parts)
 
 
-def _zeroshot_section(run: Path, assets: _Assets) -> str:
-    files = sorted((run / "zeroshot").glob("*.json"))
+def _zeroshot_section(run: Path, assets: Assets) -> str:
+    files = sorted((run / "zeroshot").glob("*.json"), key=lambda f: (f.stem != "seed", f.stem))
+    files = [f for f in files if not f.name.startswith("vlkit_")]
     if not files:
-        return _missing("zeroshot/*.json", "vlkit zeroshot --out RUN_DIR/zeroshot/NAME.json")
+        return missing("zeroshot/*.json", "vlkit zeroshot --out RUN_DIR/zeroshot/NAME.json")
     parts = []
+    chart = run / "zeroshot" / "prompts.png"
+    if chart.is_file():
+        parts.append(assets.figure(chart, "every template's top-1, the seed templates first"))
     for path in files:
-        result = _read(path, run)
+        result = read_inside(path, run)
         if not result or "templates" not in result:
             continue
         ranked = sorted(result["templates"], key=lambda t: t["top1"], reverse=True)
-        rows = [
+        rows = [  # every template: the seed set's 3 all show, a long set's beyond 10 in a fold
             [
                 esc(t["template"]),
-                _pct(t["top1"]),
-                _pct(t["top5"]),
-                _pct(t.get("seen_top1")),
-                _pct(t.get("unseen_top1")),
+                pct(t["top1"]),
+                pct(t["top5"]),
+                pct(t.get("seen_top1")),
+                pct(t.get("unseen_top1")),
             ]
-            for t in ranked[:10]
+            for t in ranked
         ]
         ensemble = result["ensemble"]
-        rows.append(
+        rows.insert(
+            0,
             [
                 f"<b>ensemble of {len(ranked)}</b>",
-                _pct(ensemble["top1"]),
-                _pct(ensemble["top5"]),
-                _pct(ensemble.get("seen_top1")),
-                _pct(ensemble.get("unseen_top1")),
-            ]
+                pct(ensemble["top1"]),
+                pct(ensemble["top5"]),
+                pct(ensemble.get("seen_top1")),
+                pct(ensemble.get("unseen_top1")),
+            ],
         )
-        parts.append(f"<h3>templates: {esc(path.stem)} ({_fmt(result.get('n_images'), 'd')} images)</h3>")
-        parts.append(_table(["template (best 10)", "top-1", "top-5", "seen top-1", "unseen top-1"], rows))
+        header = ["template", "top-1", "top-5", "seen top-1", "unseen top-1"]
+        parts.append(f"<h3>templates: {esc(path.stem)} ({fmt(result.get('n_images'), 'd')} images)</h3>")
+        parts.append(table(header, rows[:11]))
+        if len(rows) > 11:
+            parts.append(
+                f"<details><summary>the other {len(rows) - 11} templates</summary>"
+                f"{table(header, rows[11:])}</details>"
+            )
         for suffix, alt in (
             ("_templates.png", "per-template accuracy"),
             ("_confusion.png", "confusion matrix"),
@@ -211,23 +115,24 @@ def _zeroshot_section(run: Path, assets: _Assets) -> str:
             chart = path.with_name(path.stem + suffix)
             if chart.is_file():
                 parts.append(assets.figure(chart, f"{path.stem}: {alt}"))
-    return "".join(parts) or _missing("a readable zero-shot result", "vlkit zeroshot")
+    return "".join(parts) or missing("a readable zero-shot result", "vlkit zeroshot")
 
 
-def _sweep_section(run: Path, assets: _Assets, sweep: Path | None) -> str:
+def _sweep_section(run: Path, assets: Assets, sweep: Path | None) -> str:
     path = sweep or run / "sweep" / "SWEEP.json"
-    report = _read(path, run)
+    report = read_inside(path, run)
     if report is None:
-        return _missing(str(path.name), "vlkit caption sweep --out RUN_DIR/sweep/SWEEP.json")
+        return missing(str(path.name), "vlkit caption sweep --out RUN_DIR/sweep/SWEEP.json")
+    best = ((read_inside(run / "summary.json", run) or {}).get("captioning") or {}).get("best")
     rows = [
         [
-            esc(row["tuning"]),
-            _fmt(row.get("cider"), ".3f"),
-            _fmt(row.get("clip_score"), ".3f"),
-            _pct(row.get("chair_i")),
-            _fmt(row.get("trainable_params"), ",d"),
-            _fmt(row.get("step_time_s"), ".4f"),
-            _fmt(row.get("peak_rss_mib"), ".0f"),
+            f"<b>{esc(row['tuning'])} (best)</b>" if row["tuning"] == best else esc(row["tuning"]),
+            fmt(row.get("cider"), ".3f"),
+            fmt(row.get("clip_score"), ".3f"),
+            pct(row.get("chair_i")),
+            fmt(row.get("trainable_params"), ",d"),
+            fmt(row.get("step_time_s"), ".4f"),
+            fmt(row.get("peak_rss_mib"), ".0f"),
         ]
         for row in report.get("methods", [])
     ]
@@ -235,9 +140,9 @@ def _sweep_section(run: Path, assets: _Assets, sweep: Path | None) -> str:
         rows.append(
             [
                 f"<i>{esc(name)} baseline</i>",
-                _fmt(row.get("cider"), ".3f"),
-                _fmt(row.get("clip_score"), ".3f"),
-                _pct(row.get("chair_i")),
+                fmt(row.get("cider"), ".3f"),
+                fmt(row.get("clip_score"), ".3f"),
+                pct(row.get("chair_i")),
                 "0",
                 "",
                 "",
@@ -253,31 +158,36 @@ def _sweep_section(run: Path, assets: _Assets, sweep: Path | None) -> str:
         "peak RSS (MiB)",
     ]
     chart = path.with_suffix(".png")
-    return _table(header, rows) + (assets.figure(chart, "sweep chart") if chart.is_file() else "")
+    budget = report.get("budget") or {}
+    note = (
+        f"<p>Every method: {fmt(budget.get('steps'), 'd')} steps of {fmt(budget.get('batch_size'), 'd')} "
+        f"images, learning rate {fmt(budget.get('learning_rate'), 'g')}, scored on "
+        f"{fmt(report.get('n_val_images'), 'd')} validation images (greedy captions); "
+        + (f"the best, by validation CIDEr-D: <b>{esc(best)}</b>.</p>" if best else "</p>")
+    )
+    return note + table(header, rows) + (assets.figure(chart, "sweep chart") if chart.is_file() else "")
 
 
-def _metrics_section(run: Path, assets: _Assets) -> str:
-    report = _read(run / "captions" / "evaluation" / "metrics.json", run)
+def _metrics_section(run: Path, assets: Assets) -> str:
+    report = read_inside(run / "captions" / "evaluation" / "metrics.json", run)
     if report is None:
-        return _missing(
-            "captions/evaluation/metrics.json", "vlkit evaluate --out RUN_DIR/captions/evaluation"
-        )
-    retrieval = _read(run / "captions" / "retrieval_evaluation" / "metrics.json", run)
+        return missing("captions/evaluation/metrics.json", "vlkit evaluate --out RUN_DIR/captions/evaluation")
+    retrieval = read_inside(run / "captions" / "retrieval_evaluation" / "metrics.json", run)
     baseline = (retrieval or {}).get("metrics", {})
     rows = [
-        [esc(name), _fmt(entry.get("value")), _fmt(baseline.get(name, {}).get("value"))]
+        [esc(name), fmt(entry.get("value")), fmt(baseline.get(name, {}).get("value"))]
         for name, entry in report["metrics"].items()
     ]
-    n_images = _fmt(report.get("n_images"), "d")
+    n_images = fmt(report.get("n_images"), "d")
     note = f"<p>{n_images} validation images; predictions {esc(report.get('predictions'))}.</p>"
-    return note + _table(["metric", "captioner", "retrieval baseline"], rows)
+    return note + table(["metric", "captioner", "retrieval baseline"], rows)
 
 
-def _pairs_section(run: Path, assets: _Assets) -> str:
-    report = _read(run / "captions" / "evaluation" / "metrics.json", run)
+def _pairs_section(run: Path, assets: Assets) -> str:
+    report = read_inside(run / "captions" / "evaluation" / "metrics.json", run)
     pairs = (report or {}).get("pairs") or {}
     if not pairs.get("top"):
-        return _missing("scored pairs in captions/evaluation/metrics.json", "vlkit evaluate --model CLIP")
+        return missing("scored pairs in captions/evaluation/metrics.json", "vlkit evaluate --model CLIP")
     metric = pairs.get("metric", "clip_score")
     parts = []
     for label, key in (("best", "top"), ("worst", "bottom")):
@@ -290,38 +200,54 @@ def _pairs_section(run: Path, assets: _Assets) -> str:
             attention = assets.figure(figure, alt) if figure.is_file() else ""
             parts.append(
                 f'<div class="pair">{image}<div><div class="caption">{esc(pair["caption"])}</div>'
-                f"<div>{esc(metric)} {_fmt(pair.get(metric), '.3f')} &middot; {esc(pair['file_name'])}</div>"
+                f"<div>{esc(metric)} {fmt(pair.get(metric), '.3f')} &middot; {esc(pair['file_name'])}</div>"
                 f"{attention}</div></div>"
             )
     return "".join(parts)
 
 
-def _attention_section(run: Path, assets: _Assets, figures: int = 6) -> str:
+def _attention_section(run: Path, assets: Assets, figures: int = 6) -> str:
     folder = run / "attention"
-    grounding = _read(folder / "grounding.json", run)
+    grounding = read_inside(folder / "grounding.json", run)
     parts = []
     if grounding is not None:
         base = grounding.get("baselines", {})
         rows = [
             [
                 esc(a["name"]),
-                _pct(a.get("pointing_game")),
-                _pct(a.get("mass_in_mask")),
-                _fmt(a.get("n_words"), "d"),
+                pct(a.get("pointing_game")),
+                pct(a.get("mass_in_mask")),
+                fmt(a.get("n_words"), "d"),
             ]
             for a in grounding.get("aggregations", [])
         ]
         rows += [
-            ["<i>centre baseline</i>", _pct(base.get("center")), "", ""],
-            ["<i>random baseline</i>", _pct(base.get("random")), "", ""],
+            ["<i>centre baseline</i>", pct(base.get("center")), "", ""],
+            ["<i>random baseline</i>", pct(base.get("random")), "", ""],
         ]
-        parts.append(_table(["aggregation", "pointing game", "mass in mask", "words"], rows))
-    shown = sorted((folder / "figures").glob("*.png"))[:figures]
-    parts += [assets.figure(path, f"attention for {path.stem}") for path in shown]
-    return "".join(parts) or _missing("attention/", "vlkit caption attend --out RUN_DIR/attention")
+        parts.append(table(["aggregation", "pointing game", "mass in mask", "words"], rows))
+    chosen = ((read_inside(run / "summary.json", run) or {}).get("captioning") or {}).get("attention") or {}
+    stems = chosen.get("fixed") if isinstance(chosen.get("fixed"), list) else None
+    if stems:
+        parts.append(f"<h3>{len(stems)} fixed validation images</h3>")
+        shown = [folder / "figures" / f"{stem}.png" for stem in stems if isinstance(stem, str)]
+    else:
+        shown = sorted((folder / "figures").glob("*.png"))[:figures]
+    parts += [assets.figure(path, f"attention for {path.stem}") for path in shown if path.is_file()]
+    for label, title in (("top_1", "top-1 by CLIPScore"), ("last_1", "last-1 by CLIPScore")):
+        pair = chosen.get(label)
+        if isinstance(pair, dict):
+            figure = folder / "figures" / f"{Path(str(pair.get('file_name'))).stem}.png"
+            parts.append(
+                f"<h3>{esc(title)}: {esc(pair.get('file_name'))}, CLIPScore "
+                f"{fmt(pair.get('clip_score'), '.3f')}</h3>"
+                f'<div class="caption">{esc(pair.get("caption"))}</div>'
+                + (assets.figure(figure, f"attention for {figure.stem}") if figure.is_file() else "")
+            )
+    return "".join(parts) or missing("attention/", "vlkit caption attend --out RUN_DIR/attention")
 
 
-def _config_section(run: Path, assets: _Assets) -> str:
+def _config_section(run: Path, assets: Assets) -> str:
     versions = []
     for package in VERSIONED:
         try:
@@ -329,13 +255,17 @@ def _config_section(run: Path, assets: _Assets) -> str:
         except importlib.metadata.PackageNotFoundError:
             versions.append([esc(package), "not installed"])
     versions.append(["python", esc(platform.python_version())])
-    parts = [_table(["package", "version"], versions, numeric_from=2)]
-    summary = _read(run / "summary.json", run)
+    parts = [table(["package", "version"], versions, numeric_from=2)]
+    summary = read_inside(run / "summary.json", run)
     if summary is not None and "timings" in summary:
-        rows = [[esc(k), _fmt(v, ".1f")] for k, v in summary["timings"].items()]
-        parts.append("<h3>stage timings (s)</h3>" + _table(["stage", "seconds"], rows))
-    for name in ("clip/vlkit_train_config.json", "captioner/vlkit_caption_train.json"):
-        config = _read(run / name, run)
+        rows = [[esc(k), fmt(v, ".1f")] for k, v in summary["timings"].items()]
+        parts.append("<h3>stage timings (s)</h3>" + table(["stage", "seconds"], rows))
+    best = ((summary or {}).get("captioning") or {}).get("best")
+    names = ["clip/vlkit_train_config.json", "captioner/vlkit_caption_train.json"]
+    if isinstance(best, str):
+        names.append(f"sweep/{best}/vlkit_caption_train.json")
+    for name in names:
+        config = read_inside(run / name, run)
         if config is not None:
             parts.append(f"<h3>{esc(name)}</h3><pre>{esc(json.dumps(config, indent=2))}</pre>")
     return "".join(parts)
@@ -358,7 +288,7 @@ def write_report(run: Path, out: Path | None = None, sweep: Path | None = None) 
     if not run.is_dir():
         raise VlkitError(f"{run}: run folder not found")
     out = out or run / "report"
-    assets = _Assets(out / "assets", run)
+    assets = Assets(out / "assets", run)
     builders: dict[str, Callable[[], str]] = {
         "data": lambda: _data_section(run, assets),
         "zeroshot": lambda: _zeroshot_section(run, assets),

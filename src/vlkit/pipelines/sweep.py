@@ -4,56 +4,31 @@ For each method: train (`vlkit.train.caption_trainer`), caption the validation i
 checkpoint, score CIDEr-D, CLIPScore and CHAIR-i (`vlkit.pipelines.evaluate`); beside them the retrieval
 baseline (`vlkit.captioning.retrieval`). The table is written as SWEEP.json, SWEEP.md and SWEEP.png.
 
-Each method trains in a child process of its own (multiprocessing, spawn) so that the peak memory reported is
-that method's alone: a process's peak resident set only ever grows, so methods trained one after another in
-one process would each report the largest peak so far. A method whose folder already holds a finished run of
-the same configuration is not trained again, so a sweep stopped half way continues where it stopped.
+Each method trains in a child process of its own (`vlkit.pipelines.method_runs`), so that the peak memory
+reported is that method's alone, one or several at a time; a method whose folder already holds a finished run
+of the same configuration is not trained again, so a sweep stopped half way continues where it stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import multiprocessing
-import resource
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vlkit.data.captions import CaptionDataset, load_caption_dataset
 from vlkit.errors import VlkitError
+from vlkit.models.hub import resolve_model_name
 from vlkit.models.tuning import TUNING_METHODS, tuning_method
-from vlkit.runtime import progress
+from vlkit.pipelines.method_runs import train_methods
 from vlkit.runtime.files import read_json, write_bytes_atomic, write_json_atomic, write_text_atomic
-from vlkit.train.caption_trainer import BEST_DIR, RESULT_FILE
+from vlkit.train.caption_trainer import BEST_DIR
 from vlkit.train.config import CaptionTrainConfig
 
 log = logging.getLogger(__name__)
 
 SWEEP_METRICS = ("cider", "clip_score", "chair")
-CHILD_RESULT = "vlkit_sweep_run.json"
-CHILD_ERROR = "vlkit_sweep_error.txt"
-# Records of an older version (peak memory measured with ru_maxrss, which counted the parent's) are redone.
-RECORD_VERSION = 2
-
-
-def own_peak_rss_mib() -> float:
-    """This process's peak resident set since it started its program, in MiB.
-
-    Linux's VmHWM belongs to the process's current memory map, which exec replaces, so a spawned child reads
-    its own peak. `ru_maxrss` would not do: Linux carries it across fork and exec, so every child would
-    report at least its parent's resident set at the fork (measured: 1,304 MiB for each method, the parent's).
-    Elsewhere ru_maxrss is the fallback.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024 if sys.platform != "darwin" else peak / 2**20  # KiB on Linux, bytes on macOS
 
 
 @dataclass
@@ -64,6 +39,8 @@ class SweepConfig:
     train: CaptionTrainConfig
     methods: list[str] = field(default_factory=lambda: list(TUNING_METHODS))
     clip_model: str | None = None  # CLIPScore's model and the retrieval baseline's (None: neither)
+    processes: int = 1  # methods trained at once, each in its own process with its share of the cores
+    validate: bool = True  # CIDEr-D on the validation images every epoch, the best checkpoint scored
 
     def caption_tokens(self) -> int:
         """Caption tokens every method keeps: the captioner's `max_caption_tokens`, lowered where a method's
@@ -72,7 +49,7 @@ class SweepConfig:
         from transformers import AutoConfig
 
         wanted, decoder_name = self.train.captioner.max_caption_tokens, self.train.captioner.decoder
-        decoder = AutoConfig.from_pretrained(decoder_name)
+        decoder = AutoConfig.from_pretrained(resolve_model_name(decoder_name))
         available = getattr(decoder, "n_positions", None) or getattr(decoder, "max_position_embeddings", None)
         if available is None:
             return wanted
@@ -116,101 +93,6 @@ def check_methods(methods: list[str]) -> list[str]:
             f"choose from {', '.join(TUNING_METHODS)}"
         )
     return list(dict.fromkeys(methods))
-
-
-def _train_in_child(
-    config: dict[str, Any],
-    train_file: str,
-    train_root: str,
-    val_file: str | None,
-    val_root: str | None,
-    out_dir: str,
-    verbosity: int,
-    show_progress: bool,
-) -> None:
-    """The child process: train one method, then write its step time and its own peak memory."""
-    import torch
-
-    from vlkit.train.caption_trainer import train_captioner
-
-    logging.basicConfig(level=verbosity, format="%(message)s")
-    progress.set_enabled(show_progress)
-    train = load_caption_dataset(train_file, train_root)
-    val = load_caption_dataset(val_file, val_root) if val_file else None
-    try:
-        result = train_captioner(CaptionTrainConfig.from_dict(config), train, val, Path(out_dir))
-    except VlkitError as error:  # one line for the parent to report, not a child's traceback
-        write_text_atomic(Path(out_dir) / CHILD_ERROR, str(error))
-        raise SystemExit(2) from None
-    record = {
-        "record_version": RECORD_VERSION,
-        "config": config,
-        "trainable_params": result.parameters.trainable,
-        "total_params": result.parameters.total,
-        "trainable_share": result.parameters.share,
-        "step_time_s": result.step_seconds,
-        "peak_rss_mib": own_peak_rss_mib(),
-        "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
-        "best_val_cider_d": result.best_cider,
-    }
-    write_json_atomic(Path(out_dir) / CHILD_RESULT, record)
-
-
-def train_method(
-    config: CaptionTrainConfig, train: CaptionDataset, val: CaptionDataset | None, out_dir: Path
-) -> dict[str, Any]:
-    """Train one method in a spawned child (or reuse a finished run of the same config); its record."""
-    config_dict = dataclasses.asdict(config)
-    spec = config.captioner
-    inputs = {"encoder": model_identity(spec.encoder), "decoder": model_identity(spec.decoder)}
-    done = out_dir / CHILD_RESULT
-    if done.is_file() and (out_dir / RESULT_FILE).is_file():
-        record = read_json(done)
-        if (record.get("config"), record.get("inputs"), record.get("record_version")) == (
-            config_dict,
-            inputs,
-            RECORD_VERSION,
-        ):
-            log.info("reusing %s", out_dir)
-            return record
-    context = multiprocessing.get_context("spawn")
-    child = context.Process(
-        target=_train_in_child,
-        args=(
-            config_dict,
-            str(train.annotations),
-            str(train.image_root),
-            str(val.annotations) if val is not None else None,
-            str(val.image_root) if val is not None else None,
-            str(out_dir),
-            logging.getLogger().getEffectiveLevel(),
-            progress.is_enabled(),
-        ),
-    )
-    failure = out_dir / CHILD_ERROR
-    failure.unlink(missing_ok=True)
-    child.start()
-    child.join()
-    if failure.is_file():
-        raise VlkitError(f"tuning {spec.tuning}: {failure.read_text(encoding='utf-8')}")
-    if child.exitcode != 0 or not done.is_file():
-        raise VlkitError(
-            f"tuning {spec.tuning}: training failed (exit code {child.exitcode}); its folder {out_dir} "
-            "keeps the checkpoints, run the sweep again to continue"
-        )
-    record = {**read_json(done), "inputs": inputs}
-    write_json_atomic(done, record)
-    return record
-
-
-def model_identity(name: str) -> list[int] | None:
-    """(size, modification time) of a local model folder's weights, so that a model trained again under the
-    same path (a new world, say) is not taken for the one a finished run used; None for a hub id."""
-    weights = Path(name) / "model.safetensors"
-    if not weights.is_file():
-        return None
-    stat = weights.stat()
-    return [stat.st_size, stat.st_mtime_ns]
 
 
 def _scored_subset(val: CaptionDataset, images: list, path: Path) -> CaptionDataset:
@@ -264,13 +146,14 @@ def run_sweep(
     clip = load_clip(config.clip_model) if config.clip_model else None
     scored = _scored_subset(val, val_images, work_dir / "val_scored.json")
     tokens = config.caption_tokens()
+    runs = [
+        (config.train_config(method, work_dir / "feature_cache", tokens), work_dir / method)
+        for method in methods
+    ]
+    records = train_methods(runs, train, val if config.validate else None, config.processes)
     rows = []
-    for method in methods:
+    for method, record in zip(methods, records, strict=True):
         run_dir = work_dir / method
-        log.info("sweep: %s", method)
-        record = train_method(
-            config.train_config(method, work_dir / "feature_cache", tokens), train, val, run_dir
-        )
         best = run_dir / BEST_DIR if (run_dir / BEST_DIR / "config.json").is_file() else run_dir
         predictions = run_dir / "val_predictions.json"
         write_json_atomic(predictions, predict_captions(load_captioner(best), val_paths))
@@ -307,6 +190,8 @@ def run_sweep(
             "batch_size": config.train.batch_size,
             "learning_rate": config.train.loop.learning_rate,
             "seed": config.train.loop.seed,
+            "processes": config.processes,
+            "checkpoint": "best by validation CIDEr-D" if config.validate else "last",
         },
         "encoder": config.train.captioner.encoder,
         "decoder": config.train.captioner.decoder,

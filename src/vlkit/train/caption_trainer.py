@@ -181,6 +181,23 @@ def train_captioner(
     return outcome
 
 
+def prepare_feature_caches(
+    config: CaptionTrainConfig, train: CaptionDataset, val: CaptionDataset | None = None
+) -> None:
+    """Build the feature caches `train_captioner(config, train, val, ...)` would read (its train images, and
+    the validation images it scores), so that several runs started next (a sweep's methods trained at
+    once) reuse them instead of writing the same cache together. Needs `config.feature_cache_dir`."""
+    captioner = build_captioner(config.spec())
+    if not config.feature_cache or captioner.method.trains_encoder or not config.feature_cache_dir:
+        return
+    captioner.model.to(process_state().device)
+    root = Path(config.feature_cache_dir)
+    _cache(captioner, ImageParts.from_paths(train.image_paths()), root, config)
+    if val is not None and len(val) > 0:
+        images = val.images[: config.val_limit] if config.val_limit else val.images
+        _cache(captioner, ImageParts.from_paths([image.path for image in images]), root, config)
+
+
 def _cache(captioner: Captioner, images: ImageParts, root: Path, config: CaptionTrainConfig) -> FeatureCache:
     # Under `accelerate launch` every process encodes its share of the parts.
     return build_feature_cache(captioner, images, root, config.eval_batch_size, config.feature_dtype)

@@ -13,7 +13,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
+from matplotlib.ticker import NullFormatter, PercentFormatter  # noqa: E402
 
 
 def _to_png(fig) -> bytes:
@@ -25,22 +25,44 @@ def _to_png(fig) -> bytes:
 
 
 def template_bar_chart(
-    templates: Sequence[str], top1: Sequence[float], ensemble_top1: float, title: str = "zero-shot top-1"
+    templates: Sequence[str],
+    top1: Sequence[float],
+    ensemble_top1: float | dict[str, float],
+    title: str = "zero-shot top-1",
+    pinned: int = 0,
 ) -> bytes:
-    """Horizontal bars, one per template, best first, with the ensemble as a reference line; PNG bytes."""
-    order = sorted(range(len(templates)), key=lambda i: top1[i], reverse=True)
+    """Horizontal bars, one per template, with the ensemble(s) as reference lines; PNG bytes.
+
+    The first `pinned` templates stay first, in their order and another colour (the course's three seed
+    templates above the 80 CLIP ones); the rest are ranked best first. The axis spans the figures' range,
+    not 0 to 1, since templates differ by a few points (the axis label says where it starts)."""
+    references = ensemble_top1 if isinstance(ensemble_top1, dict) else {"ensemble": ensemble_top1}
+    ranked = sorted(range(pinned, len(templates)), key=lambda i: top1[i], reverse=True)
+    order = list(range(pinned)) + ranked
     height = max(2.5, 0.22 * len(templates) + 1.2)
     fig, ax = plt.subplots(figsize=(8, height))
     labels = [templates[i] if len(templates[i]) <= 60 else templates[i][:57] + "..." for i in order]
-    ax.barh(range(len(order)), [top1[i] for i in order], color="#4C72B0")
-    ax.axvline(ensemble_top1, color="#C44E52", linestyle="--", label=f"ensemble {ensemble_top1:.1%}")
+    colours = ["#DD8452" if i < pinned else "#4C72B0" for i in order]
+    ax.barh(range(len(order)), [top1[i] for i in order], color=colours)
+    for (name, value), style in zip(references.items(), ("--", ":", "-."), strict=False):
+        ax.axvline(value, color="#C44E52", linestyle=style, label=f"{name} {value:.1%}")
     ax.set_yticks(range(len(order)), labels, fontsize=7 if len(order) > 20 else 9)
     ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("top-1 accuracy")
+    low, high = axis_range([*top1, *references.values()])
+    ax.set_xlim(low, high)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0 if high - low > 0.05 else 1))
+    ax.set_xlabel(f"top-1 accuracy (axis from {low:.1%} to {high:.1%}, not from 0)")
     ax.set_title(title)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=8)
     return _to_png(fig)
+
+
+def axis_range(values: Sequence[float]) -> tuple[float, float]:
+    """An accuracy axis around `values`: their range plus a margin of a tenth of it (one point at least),
+    kept within [0, 1]."""
+    low, high = min(values), max(values)
+    margin = max(0.01, 0.1 * (high - low))
+    return max(0.0, low - margin), min(1.0, high + margin)
 
 
 def confusion_matrix_chart(matrix: Sequence[Sequence[int]], class_names: Sequence[str], title: str) -> bytes:
@@ -60,25 +82,29 @@ def confusion_matrix_chart(matrix: Sequence[Sequence[int]], class_names: Sequenc
 
 
 def sweep_chart(rows: Sequence[dict], retrieval: dict | None = None) -> bytes:
-    """The tuning sweep side by side: CIDEr-D (the retrieval baseline as a line), trainable parameters (log
-    scale) and step time, one bar per method; PNG bytes."""
+    """The tuning methods side by side: CIDEr-D, CLIPScore and CHAIR-i (the retrieval baseline as a line on
+    each) and trainable parameters (log scale), one bar per method; PNG bytes."""
     names = [row["tuning"] for row in rows]
     panels = (
-        ("CIDEr-D", [row["cider"] or 0.0 for row in rows], False),
-        ("trainable parameters", [max(row["trainable_params"], 1) for row in rows], True),
-        ("step time (s)", [row["step_time_s"] for row in rows], False),
+        ("CIDEr-D (higher is better)", "cider", False),
+        ("CLIPScore (higher is better)", "clip_score", False),
+        ("CHAIR-i (lower is better)", "chair_i", False),
+        ("trainable parameters", "trainable_params", True),
     )
-    fig, axes = plt.subplots(1, 3, figsize=(12, 0.45 * len(rows) + 1.6), sharey=True)
-    for ax, (title, values, log_scale) in zip(axes, panels, strict=True):
-        ax.barh(range(len(names)), values, color="#4C72B0")
-        ax.set_title(title)
+    fig, axes = plt.subplots(1, len(panels), figsize=(15, 0.45 * len(rows) + 1.6), sharey=True)
+    for ax, (title, key, log_scale) in zip(axes, panels, strict=True):
+        values = [row.get(key) or 0.0 for row in rows]
+        ax.barh(range(len(names)), [max(v, 1) if log_scale else v for v in values], color="#4C72B0")
+        ax.set_title(title, fontsize=10)
         if log_scale:
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels (3x10^5, 4x10^5...) overlap
+        elif retrieval is not None and retrieval.get(key) is not None:
+            ax.axvline(retrieval[key], color="#C44E52", linestyle="--", label="retrieval baseline")
+            ax.legend(loc="lower right", fontsize=7)
+        if key == "chair_i":
+            ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.grid(axis="x", alpha=0.3)
-    if retrieval is not None and retrieval.get("cider") is not None:
-        axes[0].axvline(retrieval["cider"], color="#C44E52", linestyle="--", label="retrieval baseline")
-        axes[0].legend(loc="lower right", fontsize=8)
     axes[0].set_yticks(range(len(names)), names)
     axes[0].invert_yaxis()
     return _to_png(fig)

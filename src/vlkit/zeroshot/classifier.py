@@ -22,6 +22,7 @@ from vlkit.data.images import read_images
 from vlkit.data.shards import ShardSample, map_shards, shard_label
 from vlkit.errors import VlkitError
 from vlkit.models.clip import Clip
+from vlkit.models.hub import resolve_model_name
 from vlkit.runtime.distributed import gather_in_order, process_range
 from vlkit.runtime.progress import track
 from vlkit.zeroshot.templates import PLACEHOLDER, TEMPLATE_SETS
@@ -100,7 +101,7 @@ _DEFAULT_CACHE = TextEmbeddingCache()
 
 def model_identity(clip: Clip) -> str:
     """A cache key part that changes when a local model's weights change (hub ids are immutable enough)."""
-    path = Path(clip.name)
+    path = Path(resolve_model_name(clip.name))
     weights = path / "model.safetensors"
     if weights.is_file():
         stat = weights.stat()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
@@ -27,6 +28,7 @@ from transformers import (
 
 from vlkit.errors import VlkitError
 from vlkit.models.clip import check_local_model_folder, offline_hint, use_safetensors
+from vlkit.models.hub import resolve_model_name
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +91,12 @@ def load_decoder(name: str, allow_pickle: bool = False) -> GPT2LMHeadModel:
 
 
 def _load_config(name: str, option: str, allow_pickle: bool = False) -> Any:
-    check_local_model_folder(name, allow_pickle=allow_pickle)
+    path = resolve_model_name(name)
+    check_local_model_folder(path, allow_pickle=allow_pickle)
     try:
-        return AutoConfig.from_pretrained(name)
+        return AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as exc:
-        if Path(name).is_dir():
+        if Path(resolve_model_name(name)).is_dir():
             raise VlkitError(f"{option} {name}: cannot read its config ({exc})".splitlines()[0]) from exc
         raise offline_hint(name, exc) from exc
 
@@ -113,10 +116,16 @@ def _from_pretrained(
     loading_logger.addFilter(_errors_only)
     try:
         model, info = model_class.from_pretrained(
-            name, use_safetensors=use_safetensors(allow_pickle), output_loading_info=True, **options
+            resolve_model_name(name),
+            # fp32 whatever the checkpoint's storage (the stand-ins are fp16, many hub models bf16): the
+            # captioner trains fp32 master weights and autocasts where asked (`mixed_precision`).
+            dtype=torch.float32,
+            use_safetensors=use_safetensors(allow_pickle),
+            output_loading_info=True,
+            **options,
         )
     except (OSError, ValueError, pickle.UnpicklingError) as exc:
-        if Path(name).is_dir():
+        if Path(resolve_model_name(name)).is_dir():
             raise VlkitError(f"{option} {name}: cannot load it ({exc})".splitlines()[0]) from exc
         raise offline_hint(name, exc) from exc
     finally:
@@ -130,7 +139,7 @@ def _errors_only(record: logging.LogRecord) -> bool:
 
 def load_tokenizer(name: str) -> Any:
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(name))
     except (OSError, ValueError) as exc:
         raise VlkitError(f"--decoder {name}: cannot load its tokenizer ({exc})".splitlines()[0]) from exc
     if tokenizer.eos_token_id is None:
@@ -142,7 +151,7 @@ def load_tokenizer(name: str) -> Any:
 
 def load_image_processor(name: str) -> Any:
     try:
-        return AutoImageProcessor.from_pretrained(name, backend="pil")
+        return AutoImageProcessor.from_pretrained(resolve_model_name(name), backend="pil")
     except (OSError, ValueError) as exc:
         message = f"--encoder {name}: cannot load its image processor ({exc})"
         raise VlkitError(message.splitlines()[0]) from exc
