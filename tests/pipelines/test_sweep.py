@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.models.tiny import save_tiny_clip
 from tests.models.tiny_captioner import save_tiny_parts
@@ -158,3 +159,38 @@ def test_a_spawned_child_reports_its_own_peak_memory_not_its_parents():
     child.join()
     assert held.sum() > 0
     assert 10 < peak < 2048, peak  # ru_maxrss would report at least this process's 2 GiB
+
+
+def test_methods_trained_two_at_a_time_equal_those_trained_one_after_another(shapes_world, tmp_path):
+    from vlkit.pipelines.method_runs import train_methods
+
+    clip, _, gpt2 = save_tiny_parts(tmp_path)
+    sweep = SweepConfig(_train(clip, gpt2, steps=3, batch_size=4), methods=["cross-attn", "ia3", "lora"])
+    train = load_caption_dataset(shapes_world / "train.json", shapes_world / "images")
+    weights = {}
+    for processes in (1, 2):
+        root = tmp_path / f"p{processes}"
+        runs = [(sweep.train_config(m, root / "cache", 30), root / m) for m in sweep.methods]
+        records = train_methods(runs, train, None, processes=processes)
+        assert [r["config"]["captioner"]["tuning"] for r in records] == sweep.methods
+        assert len([d for d in (root / "cache").iterdir() if d.is_dir()]) == 1  # one shared cache, built once
+        weights[processes] = {m: load_captioner(root / m).model.state_dict() for m in sweep.methods}
+    for method in sweep.methods:
+        for name, tensor in weights[1][method].items():
+            # one thread a child against torch's default: the same steps, to float rounding
+            assert torch.allclose(tensor, weights[2][method][name], rtol=1e-4, atol=1e-6), (method, name)
+
+
+def test_a_failing_method_among_parallel_ones_is_raised_and_the_others_finish(shapes_world, tmp_path):
+    from vlkit.pipelines.method_runs import CHILD_RESULT, train_methods
+
+    clip, _, gpt2 = save_tiny_parts(tmp_path)
+    sweep = SweepConfig(_train(clip, gpt2, steps=2, batch_size=4), methods=["cross-attn", "prefix"])
+    train = load_caption_dataset(shapes_world / "train.json", shapes_world / "images")
+    runs = [
+        (sweep.train_config("cross-attn", tmp_path / "cache", 30), tmp_path / "cross-attn"),
+        (sweep.train_config("prefix", tmp_path / "cache", 35), tmp_path / "prefix"),  # 35 + 10 > 40
+    ]
+    with pytest.raises(VlkitError, match="^tuning prefix: "):
+        train_methods(runs, train, None, processes=2)
+    assert (tmp_path / "cross-attn" / CHILD_RESULT).is_file()
