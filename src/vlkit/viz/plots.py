@@ -94,6 +94,8 @@ def sweep_chart(rows: Sequence[dict], retrieval: dict | None = None) -> bytes:
     fig, axes = plt.subplots(1, len(panels), figsize=(15, 0.45 * len(rows) + 1.6), sharey=True)
     for ax, (title, key, log_scale) in zip(axes, panels, strict=True):
         values = [row.get(key) or 0.0 for row in rows]
+        # A log axis only where the counts span decades (full fine-tuning beside PEFT), else no tick shows.
+        log_scale = log_scale and max(values) > 20 * max(min(values), 1)
         ax.barh(range(len(names)), [max(v, 1) if log_scale else v for v in values], color="#4C72B0")
         ax.set_title(title, fontsize=10)
         if log_scale:
