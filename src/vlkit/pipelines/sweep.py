@@ -230,11 +230,12 @@ def sweep_markdown(report: dict[str, Any]) -> str:
             f"{_fmt(row['chair_i'], '.1%')} | 0 | 0% | | |"
         )
     budget = report["budget"]
+    scored = "last step" if budget.get("checkpoint") == "last" else "best checkpoint"
     lines.append("")
     lines.append(
         f"Every method: {budget['steps']} steps of {budget['batch_size']} images, learning rate "
         f"{budget['learning_rate']}, seed {budget['seed']}; scored on {report['n_val_images']} validation "
-        f"images (greedy captions of the best checkpoint). Encoder {report['encoder']}, decoder "
+        f"images (greedy captions of the {'last step' if budget.get('checkpoint') == 'last' else 'best checkpoint'}). Encoder {report['encoder']}, decoder "
         f"{report['decoder']}, CLIPScore model {report['clip_model']}."
     )
     return "\n".join(lines) + "\n"
