@@ -235,7 +235,7 @@ def sweep_markdown(report: dict[str, Any]) -> str:
     lines.append(
         f"Every method: {budget['steps']} steps of {budget['batch_size']} images, learning rate "
         f"{budget['learning_rate']}, seed {budget['seed']}; scored on {report['n_val_images']} validation "
-        f"images (greedy captions of the {'last step' if budget.get('checkpoint') == 'last' else 'best checkpoint'}). Encoder {report['encoder']}, decoder "
+        f"images (greedy captions of the {scored}). Encoder {report['encoder']}, decoder "
         f"{report['decoder']}, CLIPScore model {report['clip_model']}."
     )
     return "\n".join(lines) + "\n"
