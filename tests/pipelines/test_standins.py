@@ -131,3 +131,36 @@ def test_make_standins_writes_fp16_folders_with_manifests_that_load(tmp_path):
     assert lm["stored"]["val_loss"] == pytest.approx(lm["float32"]["val_loss"], rel=1e-3)
     clip = load_clip(str(tmp_path / "out" / CLIP_NAME))
     assert clip.encode_texts(["a red circle"]).shape[0] == 1
+
+
+def _summary(cider: float, from_scratch: bool = False) -> dict:
+    return {
+        "models": {"clip": "vlkit:shapes-clip", "lm": "vlkit:shapes-gpt2", "from_scratch": from_scratch},
+        "zeroshot": {"seed": {"best": {"top1": 0.97}, "ensemble": {"top1": 0.96}}},
+        "captioning": {
+            "budget": {"steps": 400},
+            "methods": [{"tuning": "cross-attn", "cider": cider, "clip_score": 1.9, "chair_i": 0.29}],
+        },
+        "bars": {"pointing_game": 0.41},
+    }
+
+
+def test_a_default_demo_warns_naming_each_figure_that_drifted_beyond_the_noise(tmp_path, caplog):
+    from vlkit.pipelines.demo_figures import FIGURES_FILE, NOISE, drifted_figures, record_demo_figures
+
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps(_summary(2.10)))
+    record_demo_figures(summary, tmp_path / "figures.json")
+    assert drifted_figures(_summary(2.10 + NOISE["cider"] / 2), tmp_path / "figures.json") == []
+    drifted = drifted_figures(_summary(2.10 + 2 * NOISE["cider"]), tmp_path / "figures.json")
+    assert [d["figure"] for d in drifted] == ["cross-attn.cider"]
+    assert "cross-attn.cider" in caplog.text
+    other_budget = _summary(3.0)
+    other_budget["captioning"]["budget"] = {"steps": 10}
+    assert drifted_figures(other_budget, tmp_path / "figures.json") == []  # not comparable: not compared
+    summary.write_text(json.dumps(_summary(2.10, from_scratch=True)))
+    with pytest.raises(VlkitError, match="not a demo on the shipped stand-ins"):
+        record_demo_figures(summary, tmp_path / "other.json")
+    # the figures that ship were recorded for the demo's own budget
+    shipped = json.loads(FIGURES_FILE.read_text())
+    assert shipped["budget"]["steps"] == embedded_plan(0, quick=False).captioner_steps
