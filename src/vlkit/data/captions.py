@@ -242,15 +242,8 @@ def _require_id(entry: dict[str, Any], key: str, where: str) -> int | str:
     return value
 
 
-_JSON_KIND = {
-    dict: "an object",
-    list: "a list",
-    str: "a string",
-    int: "an integer",
-    float: "a number",
-    bool: "a boolean",
-    type(None): "null",
-}
+_JSON_KIND = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
+              bool: "a boolean", type(None): "null"}
 
 
 def _kind(value: Any) -> str:

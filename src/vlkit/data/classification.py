@@ -180,9 +180,8 @@ def _load_imagefolder(root: Path, entries: list[Path], override: list[str] | Non
         labels.extend([label] * len(files))
     if not paths:
         raise VlkitError(f"{root}: class folders hold no images")
-    return ClassificationDataset(
-        root=root, paths=paths, labels=labels, class_names=names, layout=IMAGEFOLDER_LAYOUT
-    )
+    return ClassificationDataset(root=root, paths=paths, labels=labels, class_names=names,
+                                 layout=IMAGEFOLDER_LAYOUT)
 
 
 def _class_folder_images(folder: Path) -> list[Path]:

@@ -143,7 +143,9 @@ def read_images(
     return batch
 
 
-def scan_images(paths: Sequence[str | os.PathLike[str]], on_bad_image: BadImagePolicy = "error") -> ImageScan:
+def scan_images(
+    paths: Sequence[str | os.PathLike[str]], on_bad_image: BadImagePolicy = "error"
+) -> ImageScan:
     """Read every image once to prove it readable, keeping only its size (for checking whole datasets)."""
     scan = ImageScan(sizes=[], kept=[], skipped=[])
     for index, result in _read_each(paths, on_bad_image, "Reading images"):
@@ -195,10 +197,8 @@ def _warn_if_truncated_images_allowed() -> None:
     global _warned_truncated
     if ImageFile.LOAD_TRUNCATED_IMAGES and not _warned_truncated:
         _warned_truncated = True  # once per process: the setting is global, so repeating it adds nothing
-        logger.warning(
-            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES was turned on elsewhere: Pillow now pads "
-            "truncated images instead of failing, so vlkit cannot report them"
-        )
+        logger.warning("PIL.ImageFile.LOAD_TRUNCATED_IMAGES was turned on elsewhere: Pillow now pads "
+                       "truncated images instead of failing, so vlkit cannot report them")
 
 
 def _check_is_nonempty_file(path: Path) -> None:

@@ -40,9 +40,8 @@ class EmbeddedPlan:
     world: ShapesConfig
     clip: ClipTrainConfig
     lm: LmTrainConfig
-    captioner_steps: (
-        int  # the demo's budget for each tuning method (P2), measured in docs/embedded-default.md
-    )
+    # the demo's budget for each tuning method (P2), chosen in docs/embedded-default.md
+    captioner_steps: int
     captioner_batch: int = 32
     captioner_learning_rate: float = 1e-3
 
@@ -55,14 +54,8 @@ def embedded_plan(seed: int, quick: bool) -> EmbeddedPlan:
     lm.loop.seed, captioner_steps = seed, 400
     if quick:
         world = ShapesConfig(
-            seed=seed,
-            n_train=64,
-            n_val=16,
-            per_class_train=1,
-            per_class_val=1,
-            n_alt_text=64,
-            n_alt_text_val=16,
-            workers=1,
+            seed=seed, n_train=64, n_val=16, per_class_train=1, per_class_val=1, n_alt_text=64,
+            n_alt_text_val=16, workers=1,
         )
         clip.loop.steps, clip.loop.checkpoint_every, clip.batch_size = 4, 2, 16
         lm.loop.steps, lm.batch_size, captioner_steps = 4, 16, 4

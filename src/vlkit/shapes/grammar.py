@@ -30,15 +30,7 @@ SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "hexagon", "c
 SIZES: tuple[str, ...] = ("small", "large")
 # Regions of a 3x3 grid over the image, named by where an object's centre falls.
 POSITIONS: tuple[str, ...] = (
-    "top left",
-    "top",
-    "top right",
-    "left",
-    "middle",
-    "right",
-    "bottom left",
-    "bottom",
-    "bottom right",
+    "top left", "top", "top right", "left", "middle", "right", "bottom left", "bottom", "bottom right",
 )
 
 PLURALS: dict[str, str] = {shape: shape + ("es" if shape.endswith("s") else "s") for shape in SHAPES}
@@ -63,24 +55,12 @@ RELATION_PHRASES: dict[str, tuple[str, ...]] = {
     "below": ("below", "under", "beneath"),
 }
 FRAMINGS: tuple[str, ...] = (
-    "",
-    "a picture of ",
-    "an image showing ",
-    "there is ",
-    "a photo with ",
-    "a photo of ",
-    "an image of ",
-    "a drawing of ",
-    "this image shows ",
-    "we can see ",
+    "", "a picture of ", "an image showing ", "there is ", "a photo with ", "a photo of ", "an image of ",
+    "a drawing of ", "this image shows ", "we can see ",
 )
 # How often each caption form is drawn (forms that do not fit a scene are left out and the rest renormalized).
 CAPTION_FORMS: dict[str, float] = {
-    "list": 0.30,
-    "positions": 0.25,
-    "relation": 0.25,
-    "left_to_right": 0.08,
-    "shape_first": 0.12,
+    "list": 0.30, "positions": 0.25, "relation": 0.25, "left_to_right": 0.08, "shape_first": 0.12,
 }
 # A centre this close (as a fraction of the side) to a grid line gets no position: a word could go either way.
 POSITION_MARGIN = 0.04
@@ -260,18 +240,8 @@ def _pick(options: Sequence[str], rng: np.random.Generator) -> str:
 # ----------------------------------------------------------------------------------------------- reading
 
 _COUNT_WORDS: dict[str, int] = {
-    "a": 1,
-    "an": 1,
-    "one": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
+    "a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9, "ten": 10,
 }
 _SHAPE_WORDS: dict[str, tuple[str, bool]] = {
     **{shape: (shape, False) for shape in SHAPES},

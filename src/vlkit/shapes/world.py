@@ -50,17 +50,8 @@ from vlkit.shapes.scenes import (
 )
 
 __all__ = [
-    "ALT_TEXT_DIR",
-    "CLASS_NAMES",
-    "COLOURS",
-    "GENERATOR_VERSION",
-    "POSITIONS",
-    "SHAPES",
-    "SIZES",
-    "ShapesConfig",
-    "WorldSummary",
-    "choose_heldout",
-    "generate_world",
+    "ALT_TEXT_DIR", "CLASS_NAMES", "COLOURS", "GENERATOR_VERSION", "POSITIONS", "SHAPES", "SIZES",
+    "ShapesConfig", "WorldSummary", "choose_heldout", "generate_world",
 ]
 
 logger = logging.getLogger(__name__)
@@ -78,41 +69,25 @@ class ShapesConfig:
     seed: int = option(0, "--seed", "Seed of every random choice.")
     n_train: int = option(8000, "--train", "Captioned training images.")
     n_val: int = option(500, "--val", "Captioned validation images.")
-    image_size: int = option(
-        64, "--image-size", f"Side of every (square) image in pixels, {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}."
-    )
+    image_size: int = option(64, "--image-size", f"Side of every (square) image in pixels, {MIN_IMAGE_SIZE} "
+                              f"to {MAX_IMAGE_SIZE}.")
     per_class_train: int = option(10, "--per-class-train", "Classification images per seen class.")
     per_class_val: int = option(20, "--per-class-val", "Classification images per class (val).")
-    n_heldout: int = option(
-        8,
-        "--heldout",
-        f"Colour x shape combinations kept out of training, at most one per colour (0 to {len(COLOURS)}).",
-    )
-    n_alt_text: int = option(
-        8000,
-        "--alt-text",
-        f"Single-object images with alt-text captions in "
-        f"{ALT_TEXT_DIR}/ (the CLIP's corpus; seen combinations only).",
-    )
+    n_heldout: int = option(8, "--heldout", "Colour x shape combinations kept out of training, at most one "
+                             f"per colour (0 to {len(COLOURS)}).")
+    n_alt_text: int = option(8000, "--alt-text", f"Single-object images with alt-text captions in "
+                              f"{ALT_TEXT_DIR}/ (the CLIP's corpus; seen combinations only).")
     n_alt_text_val: int = option(400, "--alt-text-val", "Validation images of the alt-text corpus.")
     captions_per_image: int = option(5, "--captions", "Reference captions per captioned image.")
-    contrast_group: int = option(
-        1,
-        "--contrast-group",
-        "Consecutive captioned images that share one layout "
-        "and its colours but differ in shapes (1: every image independent).",
-    )
+    contrast_group: int = option(1, "--contrast-group", "Consecutive captioned images that share one layout "
+                                  "and its colours but differ in shapes (1: every image independent).")
     workers: int = option(2, "--workers", "Processes that render; the output is the same for any number.")
 
     def validate(self) -> None:
         """Raise ConfigError naming the first field that is out of range (the CLI names its option)."""
-        limits = {
-            "image_size": (MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
-            "n_heldout": (0, len(COLOURS)),
-            "captions_per_image": (1, 100),
-            "workers": (1, 256),
-            "contrast_group": (1, 64),
-        }
+        limits = {"image_size": (MIN_IMAGE_SIZE, MAX_IMAGE_SIZE), "n_heldout": (0, len(COLOURS)),
+                  "captions_per_image": (1, 100), "workers": (1, 256),
+                  "contrast_group": (1, 64)}
         for spec in fields(self):
             value = getattr(self, spec.name)
             low, high = limits.get(spec.name, (0, None))
@@ -215,15 +190,9 @@ def _alt_text_record(job: _Job, root: Path, index: int, pixels: Any) -> dict[str
 
 def _image_record(name: str, index: int, image_size: int, objects: Sequence[SceneObject]) -> dict[str, Any]:
     """The COCO image entry of a captioned image, with its objects' ground truth."""
-    return {
-        "file_name": name,
-        "id": index,
-        "width": image_size,
-        "height": image_size,
-        "objects": [
-            {"shape": o.shape, "colour": o.colour, "size": o.size, "bbox": list(o.bbox)} for o in objects
-        ],
-    }
+    return {"file_name": name, "id": index, "width": image_size, "height": image_size,
+            "objects": [{"shape": o.shape, "colour": o.colour, "size": o.size, "bbox": list(o.bbox)}
+                        for o in objects]}
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -240,36 +209,22 @@ def _combo_of(class_id: int) -> tuple[str, str]:
 def _plan_jobs(config: ShapesConfig, heldout: Sequence[tuple[str, str]], root: Path) -> list[_Job]:
     unseen = {CLASS_NAMES.index(f"{c} {s}") for c, s in heldout}
     seen_ids = [i for i in range(len(CLASS_NAMES)) if i not in unseen]
-    common = {
-        "root": str(root),
-        "seed": config.seed,
-        "image_size": config.image_size,
-        "captions_per_image": config.captions_per_image,
-        "contrast_group": config.contrast_group,
-    }
+    common = {"root": str(root), "seed": config.seed, "image_size": config.image_size,
+              "captions_per_image": config.captions_per_image, "contrast_group": config.contrast_group}
     jobs = []
     all_ids = range(len(CLASS_NAMES))
-    for stream, n, class_ids in (
-        ("train", config.n_train, seen_ids),
-        ("val", config.n_val, all_ids),
-        (f"{ALT_TEXT_DIR}/train", config.n_alt_text, seen_ids),
-        (f"{ALT_TEXT_DIR}/val", config.n_alt_text_val, seen_ids),
-    ):
+    for stream, n, class_ids in (("train", config.n_train, seen_ids), ("val", config.n_val, all_ids),
+                                 (f"{ALT_TEXT_DIR}/train", config.n_alt_text, seen_ids),
+                                 (f"{ALT_TEXT_DIR}/val", config.n_alt_text_val, seen_ids)):
         combos = tuple(_combo_of(i) for i in class_ids)
-        jobs += [
-            _Job(stream=stream, combos=combos, start=s, stop=min(s + CHUNK, n), **common)
-            for s in range(0, n, CHUNK)
-        ]
-    for split, per_class, class_ids in (
-        ("train", config.per_class_train, seen_ids),
-        ("val", config.per_class_val, all_ids),
-    ):
+        jobs += [_Job(stream=stream, combos=combos, start=s, stop=min(s + CHUNK, n), **common)
+                 for s in range(0, n, CHUNK)]
+    for split, per_class, class_ids in (("train", config.per_class_train, seen_ids),
+                                        ("val", config.per_class_val, all_ids)):
         items = [(class_id, n) for class_id in class_ids for n in range(per_class)]
         stream = f"classification/{split}"
-        jobs += [
-            _Job(stream=stream, combos=(), items=tuple(items[s : s + CHUNK]), **common)
-            for s in range(0, len(items), CHUNK)
-        ]
+        jobs += [_Job(stream=stream, combos=(), items=tuple(items[s : s + CHUNK]), **common)
+                 for s in range(0, len(items), CHUNK)]
     return jobs
 
 
@@ -304,15 +259,13 @@ def generate_world(config: ShapesConfig, out_dir: str | os.PathLike[str]) -> Wor
     try:
         jobs = _plan_jobs(config, heldout, staging)
         captioned: dict[str, list[dict[str, Any]]] = {
-            split: [] for split in ("train", "val", f"{ALT_TEXT_DIR}/train", f"{ALT_TEXT_DIR}/val")
-        }
+            split: [] for split in ("train", "val", f"{ALT_TEXT_DIR}/train", f"{ALT_TEXT_DIR}/val")}
         content = hashlib.sha256()
         for job, (records, pixels) in zip(jobs, _run_jobs(jobs, config.workers), strict=True):
             captioned.get(job.stream, []).extend(records)
             content.update(pixels.encode())
-        written = {
-            split: _write_split(staging / f"{split}.json", records) for split, records in captioned.items()
-        }
+        written = {split: _write_split(staging / f"{split}.json", records)
+                   for split, records in captioned.items()}
         n_captions = written["train"] + written["val"]
         id2label = {str(i): name for i, name in enumerate(CLASS_NAMES)}
         for split in ("train", "val"):
@@ -326,19 +279,11 @@ def generate_world(config: ShapesConfig, out_dir: str | os.PathLike[str]) -> Wor
     seconds = time.perf_counter() - started
     logger.info("shapes world written to %s in %.1f s", out_dir, seconds)
     n_seen = len(CLASS_NAMES) - len(heldout)
-    return WorldSummary(
-        out_dir=out_dir,
-        n_train=config.n_train,
-        n_val=config.n_val,
-        n_captions=n_captions,
-        n_classification_train=n_seen * config.per_class_train,
-        n_classification_val=len(CLASS_NAMES) * config.per_class_val,
-        n_alt_text=config.n_alt_text,
-        n_alt_text_val=config.n_alt_text_val,
-        classes=list(CLASS_NAMES),
-        heldout=heldout,
-        seconds=seconds,
-    )
+    return WorldSummary(out_dir=out_dir, n_train=config.n_train, n_val=config.n_val, n_captions=n_captions,
+                        n_classification_train=n_seen * config.per_class_train,
+                        n_classification_val=len(CLASS_NAMES) * config.per_class_val,
+                        n_alt_text=config.n_alt_text, n_alt_text_val=config.n_alt_text_val,
+                        classes=list(CLASS_NAMES), heldout=heldout, seconds=seconds)
 
 
 def _check_replaceable(out_dir: Path) -> None:
@@ -353,24 +298,18 @@ def _check_replaceable(out_dir: Path) -> None:
     except (VlkitError, TypeError):
         is_world = False
     if not is_world:
-        raise VlkitError(
-            f"{out_dir}: folder is not empty and holds no shapes world (no meta.json with a "
-            "generator_version); refusing to overwrite it"
-        )
+        raise VlkitError(f"{out_dir}: folder is not empty and holds no shapes world (no meta.json with a "
+                         "generator_version); refusing to overwrite it")
 
 
 def _write_split(path: Path, records: list[dict[str, Any]]) -> int:
     """Write one COCO-caption JSON; returns the number of captions."""
-    annotations = [
-        {"image_id": record["image"]["id"], "caption": caption}
-        for record in records
-        for caption in record["captions"]
-    ]
+    annotations = [{"image_id": record["image"]["id"], "caption": caption}
+                   for record in records for caption in record["captions"]]
     for number, annotation in enumerate(annotations):
         annotation["id"] = number
-    write_json_atomic(
-        path, {"images": [record["image"] for record in records], "annotations": annotations}, indent=None
-    )
+    write_json_atomic(path, {"images": [record["image"] for record in records], "annotations": annotations},
+                      indent=None)
     return len(annotations)
 
 

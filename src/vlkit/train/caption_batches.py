@@ -98,8 +98,8 @@ def caption_rows(tokens: Sequence[CaptionTokens], picks: np.ndarray) -> dict[str
 def decoder_tensors(tokens: CaptionTokens) -> dict[str, torch.Tensor]:
     """The decoder's inputs for rows of caption tokens, one caption a row, cut after the longest caption's
     end token: the columns after it are padding in every row, which the causal decoder never reads and the
-    loss ignores (-100), so the loss is the same while the step is shorter (captions average 13 tokens of
-    the 40 kept)."""
+    loss ignores (-100), so the loss is the same while the step is shorter (the shapes world's captions
+    average 13 tokens of the 32 kept by default)."""
     kept = tokens.labels != -100
     length = max(1, int(kept.sum(dim=1).max())) if len(kept) else tokens.labels.shape[1]
     return {
