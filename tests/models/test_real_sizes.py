@@ -1,0 +1,99 @@
+"""Models of real size, random weights from the real configs, through the loaders a hub id goes through:
+a CLIP ViT-L/14 vision tower at 224 px (a 16x16 patch grid) and GPT-2 124M (50,257 tokens) as a captioner,
+two training steps of every tuning method, greedy and beam captions, and attention maps on the 16x16 grid.
+
+Slow (about 2 minutes on 2 cores): the suite's one look at the sizes users run; their step times and peak
+memory are measured in bench/ (`python -m bench captioning`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, GPT2Config, GPT2LMHeadModel
+
+from vlkit.captioning.attention import attention_maps
+from vlkit.captioning.config import DecodingConfig
+from vlkit.captioning.generate import caption_images
+from vlkit.data.captions import load_caption_dataset
+from vlkit.data.images import read_image
+from vlkit.models.captioner.config import CaptionerSpec
+from vlkit.models.captioner.model import load_captioner
+from vlkit.models.text_tokenizer import train_bpe_tokenizer
+from vlkit.models.tuning import TUNING_METHODS, tuning_method
+from vlkit.train.caption_trainer import train_captioner
+from vlkit.train.config import CaptionTrainConfig, LoopConfig
+
+pytestmark = pytest.mark.slow
+
+VIT_L_14 = dict(
+    hidden_size=1024,
+    intermediate_size=4096,
+    num_hidden_layers=24,
+    num_attention_heads=16,
+    patch_size=14,
+    image_size=224,
+    projection_dim=768,
+)
+
+
+def _gpt2_tokenizer(captions: list[str]):
+    """GPT-2's own tokenizer when the suite's fixture is there, else a BPE of GPT-2's conventions."""
+    try:
+        from tests.models.real_tokenizers import gpt2_tokenizer
+    except ImportError:
+        return train_bpe_tokenizer(captions, 300, wrap_with_bos_eos=False, model_max_length=1024)
+    return gpt2_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def real_parts(tmp_path_factory, shapes_world):
+    root = tmp_path_factory.mktemp("real")
+    train = load_caption_dataset(shapes_world / "train.json", shapes_world / "images")
+    torch.manual_seed(0)
+    CLIPVisionModel(CLIPVisionConfig(**VIT_L_14)).save_pretrained(root / "vit-l-14")
+    CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}).save_pretrained(
+        root / "vit-l-14"
+    )
+    tokenizer = _gpt2_tokenizer(train.all_captions())
+    gpt2 = GPT2LMHeadModel(
+        GPT2Config(bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+    )  # GPT2Config() is GPT-2 124M
+    assert sum(p.numel() for p in gpt2.parameters()) == 124_439_808
+    gpt2.save_pretrained(root / "gpt2")
+    tokenizer.save_pretrained(root / "gpt2")
+    images = dataclasses.replace(train, images=train.images[:4])
+    return root / "vit-l-14", root / "gpt2", images
+
+
+@pytest.mark.parametrize("method", list(TUNING_METHODS))
+def test_every_method_trains_two_steps_and_captions_at_real_size(real_parts, tmp_path, method):
+    encoder, decoder, images = real_parts
+    spec = CaptionerSpec(
+        str(encoder),
+        str(decoder),
+        method,
+        dataclasses.asdict(tuning_method(method).default_config()),
+        max_caption_tokens=16,
+    )
+    loop = LoopConfig(steps=2, learning_rate=1e-4, warmup_steps=0, checkpoint_every=2, mixed_precision="no")
+    result = train_captioner(
+        CaptionTrainConfig(spec, batch_size=2, loop=loop, eval_batch_size=2), images, None, tmp_path / method
+    )
+    assert np.isfinite(result.final_loss)
+    assert (result.feature_cache is None) == (method == "full")  # frozen encoders train from the cache
+    captioner = load_captioner(tmp_path / method)
+    assert captioner.patch_grid() == (16, 16)
+    pictures = [read_image(image.path) for image in images.images[:2]]
+    greedy = caption_images(captioner, pictures, DecodingConfig(max_new_tokens=6), return_attentions=True)
+    beam = caption_images(captioner, pictures, DecodingConfig(num_beams=3, max_new_tokens=6))
+    assert len(greedy.captions) == len(beam.captions) == 2
+    maps = attention_maps(greedy, 0)
+    assert maps.maps.shape[1:] == (16, 16)
+    assert maps.maps.shape[0] == len(greedy.token_ids[0])
+    assert np.allclose(maps.maps.reshape(len(maps.maps), -1).sum(axis=1), 1.0, atol=1e-5)
+    shutil.rmtree(tmp_path / method)  # 1.7 GB of weights and checkpoints a method: not kept by pytest
