@@ -12,6 +12,7 @@ import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -193,11 +194,14 @@ def check_local_model_folder(
         raise VlkitError(f"{name}: model folder has no model.safetensors{hint}")
 
 
-def offline_hint(name: str, exc: Exception) -> VlkitError:
+def offline_hint(name: str, exc: Exception, download: str | None = None) -> VlkitError:
+    """The one-line error for a model that is neither local nor cached while the hub cannot be reached;
+    `download` is the command that fetches it on a connected machine (default `hf download NAME`)."""
     return VlkitError(
         f"cannot load model {name!r}: it is not a local folder, not in the Hugging Face cache, and the hub "
         f"could not be reached ({type(exc).__name__}). On a connected machine run "
-        f"`hf download {name}` (or pass a local folder with config.json and model.safetensors)"
+        f"`{download or f'hf download {name}'}` (or pass a local folder with config.json and "
+        "model.safetensors)"
     )
 
 
@@ -219,20 +223,54 @@ def _load_hf_clip(name: str, device: torch.device, dtype: torch.dtype, allow_pic
 
 
 def _load_open_clip(name: str, device: torch.device, dtype: torch.dtype) -> OpenClip:
-    try:
-        import open_clip
-    except ImportError as exc:
-        raise VlkitError(f"{name}: open_clip models need the extra: pip install 'vlkit[openclip]'") from exc
+    model, transform = create_open_clip(name)  # first: it names the extra when open_clip is not installed
+    import open_clip
+
+    model.to(device=device, dtype=dtype).eval()
+    arch, _ = parse_open_clip_name(name)
+    return OpenClip(name, model, transform, open_clip.get_tokenizer(arch), device, dtype)
+
+
+def parse_open_clip_name(name: str) -> tuple[str, str | None]:
+    """`open_clip:ARCH/PRETRAINED` -> (ARCH, PRETRAINED or None: random weights)."""
     arch, _, pretrained = name[len(OPEN_CLIP_PREFIX) :].partition("/")
     if not arch:
         raise VlkitError(
             f"{name}: expected open_clip:ARCH/PRETRAINED, e.g. open_clip:ViT-B-32/laion2b_s34b_b79k"
         )
+    return arch, pretrained or None
+
+
+def create_open_clip(name: str) -> tuple[torch.nn.Module, Any]:
+    """The open_clip model of `open_clip:ARCH/PRETRAINED` and its evaluation transform, on the CPU in fp32.
+
+    open_clip downloads a tag's weights from the hub on first use; offline and uncached, that fails inside a
+    RuntimeError of its own, which is turned into the same one-line `offline_hint` the hub loaders give."""
     try:
-        model, _, transform = open_clip.create_model_and_transforms(arch, pretrained=pretrained or None)
-    except RuntimeError as exc:
+        import open_clip
+    except ImportError as exc:
+        raise VlkitError(f"{name}: open_clip models need the extra: pip install 'vlkit[openclip]'") from exc
+    arch, pretrained = parse_open_clip_name(name)
+    try:
+        model, _, transform = open_clip.create_model_and_transforms(arch, pretrained=pretrained)
+    except (RuntimeError, OSError) as exc:
+        if isinstance(exc, OSError) or _caused_by(exc, OSError):
+            repo = (open_clip.get_pretrained_cfg(arch, pretrained or "") or {}).get("hf_hub", "").strip("/")
+            create = f"open_clip.create_model('{arch}', pretrained='{pretrained}')"
+            fetch = f'python -c "import open_clip; {create}"'
+            download = f"hf download {repo}" if repo else fetch
+            raise offline_hint(name, exc, download) from exc
         raise VlkitError(f"{name}: open_clip cannot create it ({exc})".splitlines()[0]) from exc
-    except OSError as exc:
-        raise offline_hint(name, exc) from exc
-    model.to(device=device, dtype=dtype).eval()
-    return OpenClip(name, model, transform, open_clip.get_tokenizer(arch), device, dtype)
+    return model, transform
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether `kind` is in the chain of exceptions that led to `exc` (raised from one, or while handling)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
