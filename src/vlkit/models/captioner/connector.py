@@ -72,9 +72,7 @@ class Connector(torch.nn.Module):
         return tokens
 
 
-def attach_connector(
-    model: VisionEncoderDecoderModel, layers: int, kind: str, layout: TokenLayout
-) -> None:
+def attach_connector(model: VisionEncoderDecoderModel, layers: int, kind: str, layout: TokenLayout) -> None:
     """Give `model` a connector of `layers` new layers of `kind` (none for 0) over image tokens laid out as
     `layout` (the encoder's); record the layers and kind in its config."""
     if not isinstance(layers, int) or isinstance(layers, bool) or not 0 <= layers <= MAX_CONNECTOR_LAYERS:
