@@ -16,7 +16,7 @@ OPEN_CLIP_ARCH = "vlkit-tiny-vit"
 TINY_OPEN_CLIP = {
     "embed_dim": 16,
     "vision_cfg": {"image_size": 32, "layers": 1, "width": 24, "head_width": 12, "patch_size": 8},
-    "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1},
+    "text_cfg": {"context_length": 8, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1},
 }
 
 
@@ -35,7 +35,8 @@ def save_tiny_timm_vit(folder: Path, reg_tokens: int = 0, seed: int = 0) -> Path
 
 
 def register_tiny_open_clip(root: Path) -> str:
-    """Register the tiny architecture with open_clip (idempotent) and return its name."""
+    """Register the tiny architecture with open_clip, its config file under `root` (once per process: the
+    registry is open_clip's own, global), and return its name."""
     import open_clip
 
     if open_clip.get_model_config(OPEN_CLIP_ARCH) is None:
@@ -52,6 +53,7 @@ def save_tiny_open_clip_weights(root: Path, seed: int = 0) -> Path:
     import open_clip
 
     arch = register_tiny_open_clip(root)
+    root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = open_clip.create_model(arch, pretrained=None)
     path = root / f"{arch}-seed{seed}.safetensors"

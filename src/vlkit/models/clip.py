@@ -55,6 +55,11 @@ class Clip:
     def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
         raise NotImplementedError
 
+    def text_lengths(self, texts: Sequence[str]) -> tuple[list[int], int] | None:
+        """Each text's token count (start and end tokens included) and the model's context length, or None
+        where the tokenizer cannot say."""
+        return None
+
     @property
     def logit_scale(self) -> float:
         raise NotImplementedError
@@ -69,7 +74,10 @@ class Clip:
     def encode_texts(
         self, texts: Sequence[str], batch_size: int = 256, description: str = "encode texts"
     ) -> torch.Tensor:
-        """N texts -> (N, D) unit vectors, in batches (with a progress bar named `description`)."""
+        """N texts -> (N, D) unit vectors, in batches (with a progress bar named `description`). A text over
+        the context is truncated as CLIP truncates (its first tokens, the end token kept last), with a
+        warning naming it."""
+        _warn_if_truncated(self, texts)
         starts = range(0, len(texts), batch_size)
         chunks = [self._text_features(texts[i : i + batch_size]) for i in track(starts, description)]
         return torch.nn.functional.normalize(torch.cat(chunks).float(), dim=-1)
@@ -91,10 +99,19 @@ class HFClip(Clip):
     def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.model.get_image_features(pixel_values=pixel_values).pooler_output  # (B, D)
 
-    def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
-        tokens = self.tokenizer(
+    def tokenize(self, texts: Sequence[str]) -> Any:
+        """The model's input: each text cut to the context, start token first and end token last (the
+        tokenizer's truncation leaves room for both), padded to the longest."""
+        return self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        ).to(self.device)
+        )
+
+    def text_lengths(self, texts: Sequence[str]) -> tuple[list[int], int]:
+        ids = self.tokenizer(list(texts), verbose=False)["input_ids"]  # verbose: no too-long warning
+        return [len(row) for row in ids], self.max_length
+
+    def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
+        tokens = self.tokenize(texts).to(self.device)
         out = self.model.get_text_features(
             input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
         )
@@ -121,9 +138,43 @@ class OpenClip(Clip):
     def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
         return self.model.encode_text(self.tokenizer(list(texts)).to(self.device))
 
+    def text_lengths(self, texts: Sequence[str]) -> tuple[list[int], int] | None:
+        from open_clip.tokenizer import SimpleTokenizer
+
+        if not isinstance(self.tokenizer, SimpleTokenizer) or self.tokenizer.reduction_fn is not None:
+            return None  # a Hugging Face tokenizer inside open_clip, or a reduction instead of truncation
+        lengths = [len(self.tokenizer.encode(text)) + 2 for text in texts]  # + start and end tokens
+        return lengths, int(self.tokenizer.context_length)
+
     @property
     def logit_scale(self) -> float:
         return float(self.model.logit_scale.detach().exp())
+
+
+def _warn_if_truncated(clip: Clip, texts: Sequence[str], shown: int = 3) -> None:
+    counted = clip.text_lengths(texts)
+    if counted is None:
+        return
+    lengths, context = counted
+    over = [(text, n) for text, n in zip(texts, lengths, strict=True) if n > context]
+    if not over:
+        return
+    names = "; ".join(f"{_shorten(text)!r} ({n} tokens)" for text, n in over[:shown])
+    more = f"; and {len(over) - shown} more" if len(over) > shown else ""
+    log.warning(
+        "%s: %d text(s) longer than its %d-token context, truncated as CLIP truncates (the first %d tokens, "
+        "the end token last): %s%s",
+        clip.name,
+        len(over),
+        context,
+        context - 1,
+        names,
+        more,
+    )
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def resolve_device(device: str) -> torch.device:
