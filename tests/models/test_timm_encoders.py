@@ -4,6 +4,7 @@ tokens and grid as the libraries lay them out, their own preprocessing, and save
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from transformers import TimmWrapperModel
+from transformers import TimmWrapperModel, VisionEncoderDecoderConfig
 
 from tests.models.tiny_captioner import save_tiny_gpt2
 from tests.models.tiny_encoders import (
@@ -25,7 +26,11 @@ from vlkit.cli.main import main
 from vlkit.data.images import read_image
 from vlkit.errors import VlkitError
 from vlkit.models.captioner.model import CaptionerSpec, build_captioner, load_captioner
-from vlkit.models.captioner.open_clip_tower import OpenClipVisionModel
+from vlkit.models.captioner.open_clip_tower import (
+    OpenClipVisionConfig,
+    OpenClipVisionModel,
+    register_open_clip_config,
+)
 
 IMAGES = [
     Image.new("RGB", (64, 64), (200, 30, 30)),
@@ -186,6 +191,8 @@ def test_an_open_clip_tower_is_rebuilt_without_a_download_and_checks_its_archite
     assert encoder["model_type"] == "open_clip_vision" and encoder["arch"] == "vlkit-tiny-vit"
     assert (encoder["patch_grid"], encoder["prefix_tokens"], encoder["hidden_size"]) == ([4, 4], 1, 24)
     assert isinstance(load_captioner(folder).model.encoder, OpenClipVisionModel)
+    register_open_clip_config()  # what load_captioner does first: AutoConfig then knows the encoder's type
+    assert isinstance(VisionEncoderDecoderConfig.from_pretrained(folder).encoder, OpenClipVisionConfig)
     config = json.loads((folder / "config.json").read_text())
     config["encoder"]["vision_cfg"]["layers"] = 2
     (folder / "config.json").write_text(json.dumps(config))
@@ -224,3 +231,18 @@ def test_train_predict_reload_and_attend_on_the_encoder(parts, shapes_world, tmp
         expected = token_maps(output.attentions[k], (4, 4), prefix, Aggregation()).maps  # registers excluded
         np.testing.assert_allclose(maps, expected, rtol=1e-5, atol=1e-7)
     assert len(list((attend / "figures").glob("*.png"))) == 1
+
+
+def test_a_timm_architecture_the_installed_timm_lacks_is_one_line_naming_the_file(parts, tmp_path):
+    folder = tmp_path / "unknown"
+    shutil.copytree(parts["timm"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "architecture": "vit_nobody_patch8"}))
+    with pytest.raises(VlkitError, match=r"--encoder .*unknown: The model architecture 'vit_nobody_patch8'"):
+        build_captioner(CaptionerSpec(str(folder), str(parts["gpt2"])))
+    saved = _captioner(parts, "timm").save(tmp_path / "captioner")
+    config = json.loads((saved / "config.json").read_text())
+    config["encoder"]["architecture"] = "vit_nobody_patch8"
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(VlkitError, match=r"captioner/config.json: The model architecture 'vit_nobody_"):
+        load_captioner(saved)

@@ -59,6 +59,18 @@ class EncoderKind:
     finish: Callable[[PreTrainedModel, str], None] | None = None
     image_processor: Callable[[PreTrainedModel, str], Any] | None = None
 
+    def build(self, config: Any, source: str) -> PreTrainedModel:
+        """An encoder of this kind made from `config` alone (a saved captioner's: its weights load next)."""
+        if self.prepare is not None:
+            config = self.prepare(config, source)
+        try:
+            encoder = self.model_class(config, **self.options)
+        except ImportError as exc:  # transformers' word for a timm architecture the installed timm lacks
+            raise VlkitError(f"{source}: {exc}".splitlines()[0]) from exc
+        if self.finish is not None:
+            self.finish(encoder, source)
+        return encoder
+
 
 def _square_grid(prefix_tokens: int) -> Callable[[PreTrainedModel], TokenLayout]:
     """transformers' ViT-family layout: `prefix_tokens`, then (image_size // patch_size) squared patches."""

@@ -189,10 +189,7 @@ def load_captioner(
     config = VisionEncoderDecoderConfig.from_pretrained(folder)
     source = str(folder / "config.json")
     kind = encoder_kind(config.encoder.model_type, source)
-    encoder_config = kind.prepare(config.encoder, source) if kind.prepare is not None else config.encoder
-    encoder = kind.model_class(encoder_config, **kind.options)
-    if kind.finish is not None:
-        kind.finish(encoder, source)
+    encoder = kind.build(config.encoder, source)
     decoder = GPT2LMHeadModel(config.decoder)
     model = VisionEncoderDecoderModel(config=config, encoder=encoder, decoder=decoder)
     try:

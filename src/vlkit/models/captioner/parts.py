@@ -107,6 +107,8 @@ def _from_pretrained(
         if Path(resolve_model_name(name)).is_dir():
             raise VlkitError(f"{option} {name}: cannot load it ({exc})".splitlines()[0]) from exc
         raise offline_hint(name, exc) from exc
+    except ImportError as exc:  # transformers' word for a timm architecture the installed timm lacks
+        raise VlkitError(f"{option} {name}: {exc}".splitlines()[0]) from exc
     finally:
         loading_logger.removeFilter(_errors_only)
     return model, sorted(info.get("missing_keys", []))
