@@ -62,3 +62,11 @@ def shapes_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("shapes") / "world"
     generate_world(TINY_WORLD, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def clip_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real CLIP tokenizer (49,408 tokens), built offline from open_clip's packaged merges, once."""
+    from tests.models.clip_tokenizer import save_clip_tokenizer
+
+    return save_clip_tokenizer(tmp_path_factory.mktemp("clip-tokenizer"))

@@ -4,8 +4,9 @@
 shaped (tokens, layers, heads, image tokens). This module reduces it to one map per token over the encoder's
 patch grid: heads by their mean or max, layers by one chosen layer, their mean, or a rollout-style product
 (the per-layer maps multiplied patch by patch and renormalized: a patch ranks high only when every layer
-attends to it). Image tokens before the grid (CLIP's and ViT's CLS token) are taken out, and their share of
-the attention is kept apart, so a map is a distribution over patches. Nothing in transformers or the plotting
+attends to it). Image tokens before the grid (the encoder's prefix tokens: CLS, a timm ViT's registers, as
+`Captioner.prefix_tokens()` counts them) are taken out, and their share of the attention is kept apart, so a
+map is a distribution over the encoder's `Captioner.patch_grid()`. Nothing in transformers or the plotting
 libraries does this for cross-attention (attention-rollout code exists for encoders' self-attention), hence
 the few functions here.
 """
@@ -61,7 +62,7 @@ class TokenMaps:
     """One image's maps: (tokens, rows, columns), each a distribution over patches, and the prefix share."""
 
     maps: np.ndarray
-    prefix_share: np.ndarray  # (tokens,) attention on the tokens before the grid (CLS), before renormalizing
+    prefix_share: np.ndarray  # (tokens,) attention on the prefix tokens (CLS, registers), not renormalized
 
 
 def token_maps(

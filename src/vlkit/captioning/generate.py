@@ -44,7 +44,9 @@ class CaptionOutput:
     # position that produced each token; each row sums to 1. None unless asked for.
     attentions: list[torch.Tensor] | None
     patch_grid: tuple[int, int]  # (rows, columns) of the encoder's patch tokens
-    prefix_tokens: int  # image tokens before the patch grid (1 for CLIP's and ViT's CLS token, 0 for SigLIP)
+    # Image tokens before the patch grid, as the encoder lays them out: CLS for CLIP, ViT and open_clip, CLS
+    # and registers for a timm ViT with them, none for SigLIP (`Captioner.prefix_tokens`).
+    prefix_tokens: int
 
 
 def caption_images(
@@ -116,7 +118,6 @@ def caption_features(
 class _Batch:
     token_ids: list[list[int]]
     attentions: list[torch.Tensor] | None
-    image_tokens: int
 
 
 @torch.inference_mode()
@@ -129,6 +130,12 @@ def _caption_batch(
     if max_new > limit:
         raise ConfigError(
             DecodingConfig, "max_new_tokens", f"{max_new} tokens is over this captioner's limit of {limit}"
+        )
+    layout = captioner.token_layout()
+    if features.shape[1] != layout.tokens:
+        raise VlkitError(
+            f"the image features have {features.shape[1]} tokens, but the encoder lays out "
+            f"{layout.prefix_tokens} prefix tokens and a {layout.grid[0]}x{layout.grid[1]} patch grid"
         )
     features = features.to(captioner.device, next(model.parameters()).dtype)  # (B, N, C)
     was_training = model.training
@@ -150,7 +157,7 @@ def _caption_batch(
         )
     finally:
         model.train(was_training)
-    return _Batch(token_ids, attentions, features.shape[1])
+    return _Batch(token_ids, attentions)
 
 
 def _token_limit(captioner: Captioner) -> int:
@@ -188,15 +195,14 @@ def _join(captioner: Captioner, parts: list[_Batch], return_attentions: bool) ->
     ]
     tokens = [[tokenizer.decode([i]) for i in ids] for ids in token_ids]
     attentions = [a for part in parts for a in part.attentions or []] if return_attentions else None
-    rows, columns = captioner.patch_grid()
-    image_tokens = parts[0].image_tokens if parts else rows * columns
+    layout = captioner.token_layout()
     return CaptionOutput(
         captions=captions,
         token_ids=token_ids,
         tokens=tokens,
         attentions=attentions,
-        patch_grid=(rows, columns),
-        prefix_tokens=image_tokens - rows * columns,
+        patch_grid=layout.grid,
+        prefix_tokens=layout.prefix_tokens,
     )
 
 

@@ -12,6 +12,7 @@ import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -54,6 +55,11 @@ class Clip:
     def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
         raise NotImplementedError
 
+    def text_lengths(self, texts: Sequence[str]) -> tuple[list[int], int] | None:
+        """Each text's token count (start and end tokens included) and the model's context length, or None
+        where the tokenizer cannot say."""
+        return None
+
     @property
     def logit_scale(self) -> float:
         raise NotImplementedError
@@ -68,7 +74,10 @@ class Clip:
     def encode_texts(
         self, texts: Sequence[str], batch_size: int = 256, description: str = "encode texts"
     ) -> torch.Tensor:
-        """N texts -> (N, D) unit vectors, in batches (with a progress bar named `description`)."""
+        """N texts -> (N, D) unit vectors, in batches (with a progress bar named `description`). A text over
+        the context is truncated as CLIP truncates (its first tokens, the end token kept last), with a
+        warning naming it."""
+        _warn_if_truncated(self, texts)
         starts = range(0, len(texts), batch_size)
         chunks = [self._text_features(texts[i : i + batch_size]) for i in track(starts, description)]
         return torch.nn.functional.normalize(torch.cat(chunks).float(), dim=-1)
@@ -90,10 +99,19 @@ class HFClip(Clip):
     def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.model.get_image_features(pixel_values=pixel_values).pooler_output  # (B, D)
 
-    def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
-        tokens = self.tokenizer(
+    def tokenize(self, texts: Sequence[str]) -> Any:
+        """The model's input: each text cut to the context, start token first and end token last (the
+        tokenizer's truncation leaves room for both), padded to the longest."""
+        return self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        ).to(self.device)
+        )
+
+    def text_lengths(self, texts: Sequence[str]) -> tuple[list[int], int]:
+        ids = self.tokenizer(list(texts), verbose=False)["input_ids"]  # verbose: no too-long warning
+        return [len(row) for row in ids], self.max_length
+
+    def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
+        tokens = self.tokenize(texts).to(self.device)
         out = self.model.get_text_features(
             input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
         )
@@ -120,9 +138,43 @@ class OpenClip(Clip):
     def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
         return self.model.encode_text(self.tokenizer(list(texts)).to(self.device))
 
+    def text_lengths(self, texts: Sequence[str]) -> tuple[list[int], int] | None:
+        from open_clip.tokenizer import SimpleTokenizer
+
+        if not isinstance(self.tokenizer, SimpleTokenizer) or self.tokenizer.reduction_fn is not None:
+            return None  # a Hugging Face tokenizer inside open_clip, or a reduction instead of truncation
+        lengths = [len(self.tokenizer.encode(text)) + 2 for text in texts]  # + start and end tokens
+        return lengths, int(self.tokenizer.context_length)
+
     @property
     def logit_scale(self) -> float:
         return float(self.model.logit_scale.detach().exp())
+
+
+def _warn_if_truncated(clip: Clip, texts: Sequence[str], shown: int = 3) -> None:
+    counted = clip.text_lengths(texts)
+    if counted is None:
+        return
+    lengths, context = counted
+    over = [(text, n) for text, n in zip(texts, lengths, strict=True) if n > context]
+    if not over:
+        return
+    names = "; ".join(f"{_shorten(text)!r} ({n} tokens)" for text, n in over[:shown])
+    more = f"; and {len(over) - shown} more" if len(over) > shown else ""
+    log.warning(
+        "%s: %d text(s) longer than its %d-token context, truncated as CLIP truncates (the first %d tokens, "
+        "the end token last): %s%s",
+        clip.name,
+        len(over),
+        context,
+        context - 1,
+        names,
+        more,
+    )
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def resolve_device(device: str) -> torch.device:
@@ -193,11 +245,14 @@ def check_local_model_folder(
         raise VlkitError(f"{name}: model folder has no model.safetensors{hint}")
 
 
-def offline_hint(name: str, exc: Exception) -> VlkitError:
+def offline_hint(name: str, exc: Exception, download: str | None = None) -> VlkitError:
+    """The one-line error for a model that is neither local nor cached while the hub cannot be reached;
+    `download` is the command that fetches it on a connected machine (default `hf download NAME`)."""
     return VlkitError(
         f"cannot load model {name!r}: it is not a local folder, not in the Hugging Face cache, and the hub "
         f"could not be reached ({type(exc).__name__}). On a connected machine run "
-        f"`hf download {name}` (or pass a local folder with config.json and model.safetensors)"
+        f"`{download or f'hf download {name}'}` (or pass a local folder with config.json and "
+        "model.safetensors)"
     )
 
 
@@ -219,20 +274,54 @@ def _load_hf_clip(name: str, device: torch.device, dtype: torch.dtype, allow_pic
 
 
 def _load_open_clip(name: str, device: torch.device, dtype: torch.dtype) -> OpenClip:
-    try:
-        import open_clip
-    except ImportError as exc:
-        raise VlkitError(f"{name}: open_clip models need the extra: pip install 'vlkit[openclip]'") from exc
+    model, transform = create_open_clip(name)  # first: it names the extra when open_clip is not installed
+    import open_clip
+
+    model.to(device=device, dtype=dtype).eval()
+    arch, _ = parse_open_clip_name(name)
+    return OpenClip(name, model, transform, open_clip.get_tokenizer(arch), device, dtype)
+
+
+def parse_open_clip_name(name: str) -> tuple[str, str | None]:
+    """`open_clip:ARCH/PRETRAINED` -> (ARCH, PRETRAINED or None: random weights)."""
     arch, _, pretrained = name[len(OPEN_CLIP_PREFIX) :].partition("/")
     if not arch:
         raise VlkitError(
             f"{name}: expected open_clip:ARCH/PRETRAINED, e.g. open_clip:ViT-B-32/laion2b_s34b_b79k"
         )
+    return arch, pretrained or None
+
+
+def create_open_clip(name: str) -> tuple[torch.nn.Module, Any]:
+    """The open_clip model of `open_clip:ARCH/PRETRAINED` and its evaluation transform, on the CPU in fp32.
+
+    open_clip downloads a tag's weights from the hub on first use; offline and uncached, that fails inside a
+    RuntimeError of its own, which is turned into the same one-line `offline_hint` the hub loaders give."""
     try:
-        model, _, transform = open_clip.create_model_and_transforms(arch, pretrained=pretrained or None)
-    except RuntimeError as exc:
+        import open_clip
+    except ImportError as exc:
+        raise VlkitError(f"{name}: open_clip models need the extra: pip install 'vlkit[openclip]'") from exc
+    arch, pretrained = parse_open_clip_name(name)
+    try:
+        model, _, transform = open_clip.create_model_and_transforms(arch, pretrained=pretrained)
+    except (RuntimeError, OSError) as exc:
+        if isinstance(exc, OSError) or _caused_by(exc, OSError):
+            repo = (open_clip.get_pretrained_cfg(arch, pretrained or "") or {}).get("hf_hub", "").strip("/")
+            create = f"open_clip.create_model('{arch}', pretrained='{pretrained}')"
+            fetch = f'python -c "import open_clip; {create}"'
+            download = f"hf download {repo}" if repo else fetch
+            raise offline_hint(name, exc, download) from exc
         raise VlkitError(f"{name}: open_clip cannot create it ({exc})".splitlines()[0]) from exc
-    except OSError as exc:
-        raise offline_hint(name, exc) from exc
-    model.to(device=device, dtype=dtype).eval()
-    return OpenClip(name, model, transform, open_clip.get_tokenizer(arch), device, dtype)
+    return model, transform
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether `kind` is in the chain of exceptions that led to `exc` (raised from one, or while handling)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False

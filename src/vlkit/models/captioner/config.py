@@ -21,7 +21,8 @@ class CaptionerSpec:
 
     encoder: str = option(
         flag="--encoder",
-        help="Vision encoder: hub id or folder (CLIP, SigLIP or ViT; a CLIP gives its tower).",
+        help="Vision encoder: hub id or folder of a CLIP, SigLIP, ViT or timm ViT (a CLIP gives its tower; "
+        "e.g. timm/vit_large_patch14_clip_224.laion2b), or open_clip:ARCH/PRETRAINED (its vision tower).",
     )
     decoder: str = option(flag="--decoder", help="GPT-2-family decoder: hub id or folder (e.g. gpt2).")
     tuning: str = option("lora", "--tuning", f"What trains. {_METHODS_HELP}.")

@@ -17,28 +17,31 @@ from transformers import VisionEncoderDecoderModel
 
 from vlkit.errors import VlkitError
 from vlkit.models.captioner.config import CONNECTOR_KINDS, MAX_CONNECTOR_LAYERS
+from vlkit.models.captioner.encoders import TokenLayout
 
 
 class LocalMixer(torch.nn.Module):
     """One pre-norm residual layer that mixes each patch token with its 3x3 neighbours on the patch grid
     (a convolution, GELU, a linear map back): a non-linear reader of the tokens an object spans. An output
     token depends on its own neighbourhood only, so an attention map over them is off by at most one patch
-    (the pointing game still falls with it: docs/embedded-default.md). Tokens before the grid (CLS) pass
-    unchanged."""
+    (the pointing game still falls with it: docs/embedded-default.md). The `prefix_tokens` before the grid
+    (CLS, registers) pass unchanged."""
 
-    def __init__(self, width: int, grid: tuple[int, int]):
+    def __init__(self, width: int, grid: tuple[int, int], prefix_tokens: int = 1):
         super().__init__()
-        self.grid = grid
+        self.grid, self.prefix_tokens = grid, prefix_tokens
         self.norm = torch.nn.LayerNorm(width)
         self.mix = torch.nn.Conv2d(width, 2 * width, kernel_size=3, padding=1)
         self.out = torch.nn.Linear(2 * width, width)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         rows, columns = self.grid
-        prefix = tokens.shape[1] - rows * columns
-        if prefix < 0:
-            count = tokens.shape[1]
-            raise VlkitError(f"connector: {count} image tokens, fewer than its {rows}x{columns} grid")
+        prefix = self.prefix_tokens
+        if tokens.shape[1] != prefix + rows * columns:
+            raise VlkitError(
+                f"connector: {tokens.shape[1]} image tokens, not the encoder's {prefix} prefix tokens and "
+                f"{rows}x{columns} grid"
+            )
         patches = tokens[:, prefix:]
         grid = self.norm(patches).transpose(1, 2).reshape(tokens.shape[0], -1, rows, columns)
         mixed = torch.nn.functional.gelu(self.mix(grid)).flatten(2).transpose(1, 2)
@@ -49,10 +52,12 @@ class Connector(torch.nn.Module):
     """New layers over the (projected) image tokens, in the decoder's width: transformer layers (`attention`,
     torch's own pre-norm `TransformerEncoderLayer`) or local mixers (`local`)."""
 
-    def __init__(self, width: int, heads: int, layers: int, kind: str, grid: tuple[int, int]):
+    def __init__(self, width: int, heads: int, layers: int, kind: str, layout: TokenLayout):
         super().__init__()
         if kind == "local":
-            self.layers = torch.nn.ModuleList(LocalMixer(width, grid) for _ in range(layers))
+            self.layers = torch.nn.ModuleList(
+                LocalMixer(width, layout.grid, layout.prefix_tokens) for _ in range(layers)
+            )
         else:
             self.layers = torch.nn.ModuleList(
                 torch.nn.TransformerEncoderLayer(
@@ -67,8 +72,9 @@ class Connector(torch.nn.Module):
         return tokens
 
 
-def attach_connector(model: VisionEncoderDecoderModel, layers: int, kind: str = "attention") -> None:
-    """Give `model` a connector of `layers` new layers of `kind` (none for 0); record both in its config."""
+def attach_connector(model: VisionEncoderDecoderModel, layers: int, kind: str, layout: TokenLayout) -> None:
+    """Give `model` a connector of `layers` new layers of `kind` (none for 0) over image tokens laid out as
+    `layout` (the encoder's); record the layers and kind in its config."""
     if not isinstance(layers, int) or isinstance(layers, bool) or not 0 <= layers <= MAX_CONNECTOR_LAYERS:
         raise VlkitError(f"connector_layers must be between 0 and {MAX_CONNECTOR_LAYERS}, got {layers!r}")
     if kind not in CONNECTOR_KINDS:
@@ -76,9 +82,8 @@ def attach_connector(model: VisionEncoderDecoderModel, layers: int, kind: str = 
     model.config.connector_layers, model.config.connector_kind = layers, kind
     if layers == 0:
         return
-    decoder, encoder = model.decoder.config, model.config.encoder
-    side = int(encoder.image_size) // int(encoder.patch_size)
-    model.connector = Connector(int(decoder.n_embd), int(decoder.n_head), layers, kind, (side, side))
+    decoder = model.decoder.config
+    model.connector = Connector(int(decoder.n_embd), int(decoder.n_head), layers, kind, layout)
 
     def through_connector(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         tokens = kwargs.get("encoder_hidden_states")

@@ -3,20 +3,23 @@
 transformers does the model: `VisionEncoderDecoderModel` composes any vision encoder with a causal LM (and
 adds `enc_to_dec_proj`, a linear map from encoder width to decoder width, when they differ), and GPT-2 loaded
 with `add_cross_attention=True` gets a new cross-attention block and layer norm in every block, randomly
-initialized while the rest keeps its pretrained weights. This module only picks the encoder class from the
-checkpoint's model type (a whole CLIP checkpoint gives its vision tower), sets the special tokens (GPT-2
-style: the end token doubles as start and padding), applies a tuning method (`vlkit.models.tuning`), and
-saves or loads the result as one folder:
+initialized while the rest keeps its pretrained weights. This module only picks the encoder's kind from the
+checkpoint's model type (`encoders.py`: a whole CLIP checkpoint gives its vision tower, a timm ViT or an
+open_clip tower comes wrapped as a transformers model), sets the special tokens (GPT-2 style: the end token
+doubles as start and padding), applies a tuning method (`vlkit.models.tuning`), and saves or loads the
+result as one folder:
 
     config.json, generation_config.json   the encoder-decoder's configs (transformers)
     model.safetensors                    every weight, the tuning method's included (GPT-2's tied output
                                          layer is stored once; safetensors restores the tie on load)
-    tokenizer files, preprocessor_config.json
+    tokenizer files                      the decoder's tokenizer
+    preprocessor_config.json             the encoder's own preprocessing (`preprocessing.py`)
     tuning_config.json                   {"method": ..., "config": {...}}: the method and its settings
 
 An optional connector (`connector_layers` > 0 and `connector_kind`, stored in config.json) puts new layers
-between the image tokens and the cross-attention (`connector.py`). A captioner with a connector or a peft
-method loads with `load_captioner`, not with a plain `from_pretrained`.
+between the image tokens and the cross-attention (`connector.py`). A captioner with a connector, a peft
+method, a timm or an open_clip encoder loads with `load_captioner`, not with a plain `from_pretrained` (an
+open_clip encoder's config type is known to `AutoConfig` once `register_open_clip_config` has run).
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ import torch
 from PIL import Image
 from safetensors.torch import load_model, save_model
 from transformers import (
-    AutoImageProcessor,
     AutoTokenizer,
     GenerationConfig,
     GPT2LMHeadModel,
@@ -44,13 +46,10 @@ from transformers import (
 from vlkit.errors import ConfigError, VlkitError
 from vlkit.models.captioner.config import CaptionerSpec
 from vlkit.models.captioner.connector import attach_connector
-from vlkit.models.captioner.parts import (
-    ENCODER_KINDS,
-    load_decoder,
-    load_encoder,
-    load_image_processor,
-    load_tokenizer,
-)
+from vlkit.models.captioner.encoders import EncoderKind, TokenLayout, encoder_kind
+from vlkit.models.captioner.open_clip_tower import register_open_clip_config
+from vlkit.models.captioner.parts import load_decoder, load_encoder, load_image_processor, load_tokenizer
+from vlkit.models.captioner.preprocessing import load_saved_image_processor, save_image_processor
 from vlkit.models.clip import resolve_device
 from vlkit.models.tuning import ParameterCount, TuningMethod, tuning_method
 from vlkit.models.tuning.weights import count_parameters
@@ -100,11 +99,22 @@ class Captioner:
         finally:
             encoder.train(was_training)
 
+    @property
+    def encoder_kind(self) -> EncoderKind:
+        return encoder_kind(self.model.config.encoder.model_type, "captioner encoder")
+
+    def token_layout(self) -> TokenLayout:
+        """How the encoder lays out its image tokens: prefix tokens, then the patch grid row by row."""
+        return self.encoder_kind.layout(self.model.encoder)
+
+    def prefix_tokens(self) -> int:
+        """Image tokens before the patch grid: CLS (CLIP, ViT, open_clip), CLS and registers (timm), none
+        (SigLIP)."""
+        return self.token_layout().prefix_tokens
+
     def patch_grid(self) -> tuple[int, int]:
-        """(rows, columns) of the encoder's patch tokens; tokens before them (CLS) come first."""
-        config = self.model.config.encoder
-        side = int(config.image_size) // int(config.patch_size)
-        return side, side
+        """(rows, columns) of the encoder's patch tokens, which follow its `prefix_tokens()`."""
+        return self.token_layout().grid
 
     def parameter_count(self) -> ParameterCount:
         return count_parameters(self.model)
@@ -116,7 +126,7 @@ class Captioner:
         self.model.config.save_pretrained(folder)
         self.model.generation_config.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
-        self.image_processor.save_pretrained(folder)
+        save_image_processor(self.image_processor, folder)
         tmp = folder / f".{WEIGHTS_FILE}.{os.getpid()}.tmp"
         save_model(self.model, str(tmp))
         os.replace(tmp, folder / WEIGHTS_FILE)
@@ -133,14 +143,16 @@ def build_captioner(spec: CaptionerSpec, allow_pickle: bool = False) -> Captione
     """
     method = tuning_method(spec.tuning)
     tuning_config = spec.method_config()
+    register_open_clip_config()
     encoder = load_encoder(spec.encoder, allow_pickle)
     torch.manual_seed(spec.seed)  # the decoder's new cross-attention weights are drawn while it loads
     decoder = load_decoder(spec.decoder, allow_pickle)
     tokenizer = load_tokenizer(spec.decoder)
-    image_processor = load_image_processor(spec.encoder)
+    image_processor = load_image_processor(spec.encoder, encoder)
     torch.manual_seed(spec.seed + 1)
     model = VisionEncoderDecoderModel(encoder=encoder, decoder=decoder)
-    attach_connector(model, spec.connector_layers, spec.connector)
+    layout = encoder_kind(encoder.config.model_type, f"--encoder {spec.encoder}").layout(encoder)
+    attach_connector(model, spec.connector_layers, spec.connector, layout)
     _set_special_tokens(model, tokenizer, spec.max_caption_tokens)
     _check_positions(model, method, tuning_config, spec.max_caption_tokens)
     torch.manual_seed(spec.seed + 2)
@@ -173,17 +185,17 @@ def load_captioner(
         raise VlkitError(f"{folder / TUNING_FILE}: expected an object with 'method' and 'config'")
     method = tuning_method(settings["method"])
     tuning_config = method.config_from_dict(settings["config"], str(folder / TUNING_FILE))
+    register_open_clip_config()
     config = VisionEncoderDecoderConfig.from_pretrained(folder)
-    kind = ENCODER_KINDS.get(config.encoder.model_type)
-    if kind is None:
-        raise VlkitError(f"{folder / 'config.json'}: unsupported encoder type {config.encoder.model_type!r}")
-    encoder = kind.model_class(config.encoder, **kind.options)
+    source = str(folder / "config.json")
+    kind = encoder_kind(config.encoder.model_type, source)
+    encoder = kind.build(config.encoder, source)
     decoder = GPT2LMHeadModel(config.decoder)
     model = VisionEncoderDecoderModel(config=config, encoder=encoder, decoder=decoder)
     try:
-        attach_connector(
-            model, getattr(config, "connector_layers", 0), getattr(config, "connector_kind", "attention")
-        )
+        connector_layers = getattr(config, "connector_layers", 0)
+        connector_kind = getattr(config, "connector_kind", "attention")
+        attach_connector(model, connector_layers, connector_kind, kind.layout(encoder))
     except VlkitError as exc:
         raise VlkitError(f"{folder / 'config.json'}: connector: {exc}") from None
     model.generation_config = GenerationConfig.from_pretrained(folder)
@@ -195,7 +207,7 @@ def load_captioner(
         raise VlkitError(message.splitlines()[0]) from exc
     model.to(resolve_device(device) if isinstance(device, str) else device, dtype).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    image_processor = AutoImageProcessor.from_pretrained(folder, backend="pil")
+    image_processor = load_saved_image_processor(folder)
     return Captioner(model, tokenizer, image_processor, method.name, tuning_config)
 
 

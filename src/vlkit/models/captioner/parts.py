@@ -1,8 +1,9 @@
 """The captioner's pretrained parts: the vision encoder by the checkpoint's model type, the GPT-2 decoder
 with new cross-attention, their tokenizer and image processor, each with a one-line error naming the option.
 
-transformers loads them; this module picks the encoder class from a plain dict keyed by `model_type` (never
-by a substring of the name) and checks what the checkpoints lacked.
+transformers loads them (timm checkpoints through its `TimmWrapperModel`; open_clip towers come from
+`open_clip_tower`); this module picks the encoder's kind from a plain dict keyed by `model_type` (never by a
+substring of the name: `encoders.ENCODER_KINDS`) and checks what the checkpoints lacked.
 """
 
 from __future__ import annotations
@@ -10,64 +11,42 @@ from __future__ import annotations
 import logging
 import pickle
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import (
-    AutoConfig,
-    AutoImageProcessor,
-    AutoTokenizer,
-    CLIPVisionModel,
-    GPT2LMHeadModel,
-    PreTrainedModel,
-    SiglipVisionModel,
-    ViTModel,
-)
+from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, GPT2LMHeadModel, PreTrainedModel
 
 from vlkit.errors import VlkitError
+from vlkit.models.captioner.encoders import encoder_kind
+from vlkit.models.captioner.open_clip_tower import is_open_clip_name, load_open_clip_tower
 from vlkit.models.clip import check_local_model_folder, offline_hint, use_safetensors
 from vlkit.models.hub import resolve_model_name
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class EncoderKind:
-    """A transformers vision model class whose `last_hidden_state` is the patch tokens, and its options."""
-
-    model_class: type[PreTrainedModel]
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-# Keyed by the checkpoint config's `model_type`. A whole CLIP or SigLIP checkpoint loads as its vision tower;
-# ViT's pooler is left out because the decoder reads the tokens, never the pooled vector.
-ENCODER_KINDS: dict[str, EncoderKind] = {
-    "clip": EncoderKind(CLIPVisionModel),
-    "clip_vision_model": EncoderKind(CLIPVisionModel),
-    "siglip": EncoderKind(SiglipVisionModel),
-    "siglip_vision_model": EncoderKind(SiglipVisionModel),
-    "vit": EncoderKind(ViTModel, {"add_pooling_layer": False}),
-}
 DECODER_TYPES = ("gpt2",)
 # The weights GPT-2 gains with add_cross_attention=True; any other missing decoder weight is an error.
 _NEW_DECODER_WEIGHT = re.compile(r"\.(crossattention|ln_cross_attn)\.")
 
 
 def load_encoder(name: str, allow_pickle: bool = False) -> PreTrainedModel:
-    """The vision encoder of a checkpoint (a CLIP or SigLIP checkpoint gives its vision tower); a folder's
-    pickled weights load only with `allow_pickle` (`vlkit --allow-pickle`)."""
+    """The vision encoder of a checkpoint (a CLIP or SigLIP checkpoint gives its vision tower, a timm folder
+    or hub id its ViT) or of `open_clip:ARCH/PRETRAINED` (its vision tower); a folder's pickled weights load
+    only with `allow_pickle` (`vlkit --allow-pickle`)."""
+    if is_open_clip_name(name):
+        return load_open_clip_tower(name)
+    source = f"--encoder {name}"
     config = _load_config(name, "--encoder", allow_pickle)
-    kind = ENCODER_KINDS.get(config.model_type)
-    if kind is None:
-        raise VlkitError(
-            f"--encoder {name}: model type {config.model_type!r} is not a supported vision encoder "
-            f"(supported: {', '.join(ENCODER_KINDS)})"
-        )
-    encoder, missing = _from_pretrained(kind.model_class, name, "--encoder", allow_pickle, **kind.options)
+    kind = encoder_kind(config.model_type, source)
+    options = dict(kind.options)
+    if kind.prepare is not None:
+        options["config"] = kind.prepare(config, source)
+    encoder, missing = _from_pretrained(kind.model_class, name, "--encoder", allow_pickle, **options)
     if missing:
-        raise VlkitError(f"--encoder {name}: checkpoint lacks {len(missing)} weights, e.g. {missing[0]}")
+        raise VlkitError(f"{source}: checkpoint lacks {len(missing)} weights, e.g. {missing[0]}")
+    if kind.finish is not None:
+        kind.finish(encoder, source)
     return encoder
 
 
@@ -128,6 +107,8 @@ def _from_pretrained(
         if Path(resolve_model_name(name)).is_dir():
             raise VlkitError(f"{option} {name}: cannot load it ({exc})".splitlines()[0]) from exc
         raise offline_hint(name, exc) from exc
+    except ImportError as exc:  # transformers' word for a timm architecture the installed timm lacks
+        raise VlkitError(f"{option} {name}: {exc}".splitlines()[0]) from exc
     finally:
         loading_logger.removeFilter(_errors_only)
     return model, sorted(info.get("missing_keys", []))
@@ -149,7 +130,12 @@ def load_tokenizer(name: str) -> Any:
     return tokenizer
 
 
-def load_image_processor(name: str) -> Any:
+def load_image_processor(name: str, encoder: PreTrainedModel | None = None) -> Any:
+    """The encoder's own image processor: the checkpoint's (a timm checkpoint's from its config.json), or the
+    one its kind makes from the built `encoder` (an open_clip tower's, from its preprocess config)."""
+    kind = encoder_kind(encoder.config.model_type, f"--encoder {name}") if encoder is not None else None
+    if kind is not None and kind.image_processor is not None:
+        return kind.image_processor(encoder, f"--encoder {name}")
     try:
         return AutoImageProcessor.from_pretrained(resolve_model_name(name), backend="pil")
     except (OSError, ValueError) as exc:
