@@ -1,6 +1,7 @@
 """Models of real size, random weights from the real configs, through the loaders a hub id goes through:
 a CLIP ViT-L/14 vision tower at 224 px (a 16x16 patch grid) and GPT-2 124M (50,257 tokens) as a captioner,
-two training steps of every tuning method, greedy and beam captions, and attention maps on the 16x16 grid.
+two training steps of every tuning method, greedy and beam captions, and attention maps on the 16x16 grid;
+and the course's encoder, timm's `vit_large_patch14_clip_224` in timm's hub layout, with one method.
 
 Slow (about 2 minutes on 2 cores): the suite's one look at the sizes users run; their step times and peak
 memory are measured in bench/ (`python -m bench captioning`).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,24 +72,9 @@ def real_parts(tmp_path_factory, shapes_world):
     return root / "vit-l-14", root / "gpt2", images
 
 
-@pytest.mark.parametrize("method", list(TUNING_METHODS))
-def test_every_method_trains_two_steps_and_captions_at_real_size(real_parts, tmp_path, method):
-    encoder, decoder, images = real_parts
-    spec = CaptionerSpec(
-        str(encoder),
-        str(decoder),
-        method,
-        dataclasses.asdict(tuning_method(method).default_config()),
-        max_caption_tokens=16,
-    )
-    loop = LoopConfig(steps=2, learning_rate=1e-4, warmup_steps=0, checkpoint_every=2, mixed_precision="no")
-    result = train_captioner(
-        CaptionTrainConfig(spec, batch_size=2, loop=loop, eval_batch_size=2), images, None, tmp_path / method
-    )
-    assert np.isfinite(result.final_loss)
-    assert (result.feature_cache is None) == (method == "full")  # frozen encoders train from the cache
-    captioner = load_captioner(tmp_path / method)
-    assert captioner.patch_grid() == (16, 16)
+def _check_captions(folder: Path, images) -> None:
+    captioner = load_captioner(folder)
+    assert captioner.patch_grid() == (16, 16) and captioner.prefix_tokens() == 1
     pictures = [read_image(image.path) for image in images.images[:2]]
     greedy = caption_images(captioner, pictures, DecodingConfig(max_new_tokens=6), return_attentions=True)
     beam = caption_images(captioner, pictures, DecodingConfig(num_beams=3, max_new_tokens=6))
@@ -96,4 +83,42 @@ def test_every_method_trains_two_steps_and_captions_at_real_size(real_parts, tmp
     assert maps.maps.shape[1:] == (16, 16)
     assert maps.maps.shape[0] == len(greedy.token_ids[0])
     assert np.allclose(maps.maps.reshape(len(maps.maps), -1).sum(axis=1), 1.0, atol=1e-5)
+
+
+def _train(encoder: Path, decoder: Path, method: str, images, out: Path):
+    spec = CaptionerSpec(
+        str(encoder),
+        str(decoder),
+        method,
+        dataclasses.asdict(tuning_method(method).default_config()),
+        max_caption_tokens=16,
+    )
+    loop = LoopConfig(steps=2, learning_rate=1e-4, warmup_steps=0, checkpoint_every=2, mixed_precision="no")
+    return train_captioner(
+        CaptionTrainConfig(spec, batch_size=2, loop=loop, eval_batch_size=2), images, None, out
+    )
+
+
+@pytest.mark.parametrize("method", list(TUNING_METHODS))
+def test_every_method_trains_two_steps_and_captions_at_real_size(real_parts, tmp_path, method):
+    encoder, decoder, images = real_parts
+    result = _train(encoder, decoder, method, images, tmp_path / method)
+    assert np.isfinite(result.final_loss)
+    assert (result.feature_cache is None) == (method == "full")  # frozen encoders train from the cache
+    _check_captions(tmp_path / method, images)
     shutil.rmtree(tmp_path / method)  # 1.7 GB of weights and checkpoints a method: not kept by pytest
+
+
+def test_timms_vit_l_14_in_its_hub_layout_captions_at_real_size(real_parts, tmp_path):
+    import timm
+    from timm.models import save_for_hf
+
+    _, decoder, images = real_parts
+    torch.manual_seed(0)
+    model = timm.create_model("vit_large_patch14_clip_224", pretrained=False, num_classes=0)
+    save_for_hf(model, str(tmp_path / "timm-vit-l-14"), safe_serialization=True)
+    del model
+    result = _train(tmp_path / "timm-vit-l-14", decoder, "cross-attn", images, tmp_path / "captioner")
+    assert np.isfinite(result.final_loss)
+    _check_captions(tmp_path / "captioner", images)
+    shutil.rmtree(tmp_path)
