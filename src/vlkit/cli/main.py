@@ -16,6 +16,7 @@ from rich.logging import RichHandler
 
 from vlkit.cli import caption as caption_cli
 from vlkit.cli import clip as clip_cli
+from vlkit.cli import convert as convert_cli
 from vlkit.cli import data as data_cli
 from vlkit.cli import demo as demo_cli
 from vlkit.cli import evaluate as evaluate_cli
@@ -42,6 +43,7 @@ app.add_typer(clip_cli.app, name="clip")
 app.add_typer(lm_cli.app, name="lm")
 app.add_typer(caption_cli.app, name="caption")
 app.add_typer(standins_cli.app, name="standins")
+app.add_typer(convert_cli.app, name="convert")
 app.command(name="zeroshot")(zeroshot_cli.zeroshot)
 app.command(name="demo")(demo_cli.demo)
 app.command(name="evaluate")(evaluate_cli.evaluate)
