@@ -1,5 +1,6 @@
-"""Fixtures shared by every test: one tiny shapes world per test run, no progress bars, and the CLI's global
-state (progress bars, the root logger) as each test found it."""
+"""Fixtures shared by every test: one tiny shapes world per test run, GPT-2's real tokenizer (from the ranks
+`make fixtures` fetches), no progress bars, and the CLI's global state (progress bars, the root logger) as
+each test found it."""
 
 from __future__ import annotations
 
@@ -62,3 +63,12 @@ def shapes_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("shapes") / "world"
     generate_world(TINY_WORLD, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def real_gpt2():
+    """GPT-2's real tokenizer and its encoder.json + vocab.bpe (`tests/fixtures/gpt2.py`), built once from the
+    ranks `make fixtures` fetches; without them the test skips (fails under VLKIT_REQUIRE_FIXTURES=1)."""
+    from tests.fixtures.gpt2 import load_real_gpt2  # transformers loads only for the tests that need it
+
+    return load_real_gpt2()
