@@ -94,6 +94,7 @@ def test_every_layout_converts_to_an_hf_gpt2_with_the_source_logits(layout, file
     main(["--quiet", *_convert_args(state_dict, files, out, "--n-head", str(HEADS))])
     for file in ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json"):
         assert (out / file).is_file(), file
+        assert (out / file).stat().st_mode == (out / "config.json").stat().st_mode, file  # not owner-only
     converted = GPT2LMHeadModel.from_pretrained(out).eval()
     config = converted.config
     assert (config.vocab_size, config.n_embd, config.n_layer, config.n_head) == (

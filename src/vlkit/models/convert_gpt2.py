@@ -352,14 +352,18 @@ def _read_merges(path: Path, vocab: dict[str, int], vocab_file: Path) -> list[tu
 
 
 def _write_folder(out: Path, model: GPT2LMHeadModel, tokenizer: GPT2Tokenizer) -> None:
-    """Save into a new folder beside `out`, then move each file in: no half-written file at `out`."""
+    """Save into a new folder beside `out`, then move each file in: no half-written file at `out`. Each file
+    gets the usual permissions (transformers 5 writes model.safetensors readable by its owner only)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    mask = os.umask(0)
+    os.umask(mask)
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         out.mkdir(exist_ok=True)
         for file in staging.iterdir():
+            file.chmod(0o666 & ~mask)
             os.replace(file, out / file.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
