@@ -275,6 +275,7 @@ ERRORS = {
     ),
     "a merge line that does not parse": (_merges(b"abc\n"), "vocab.bpe: line 45 is not a merge"),
     "a merge of unknown tokens": (_merges(b"zq qz\n"), "'zq' is not a token of"),
+    "a bad merge line that looks like markup": (_merges(b"[/x] [b]\n"), "'[/x]' is not a token of"),
     "merges not UTF-8": (_merges(b"\xff\xfe\n"), "vocab.bpe: cannot read it as UTF-8"),
     "a head count that does not divide the width": (
         _options("--n-head", "3"),

@@ -13,6 +13,7 @@ import sys
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from vlkit.cli import caption as caption_cli
 from vlkit.cli import clip as clip_cli
@@ -107,7 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     except VlkitError as exc:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {as_option_error(exc)}", highlight=False, soft_wrap=True)
+        # escaped: a message quotes file contents and paths, whose brackets are no rich markup
+        message = escape(as_option_error(exc))
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
