@@ -251,6 +251,10 @@ ERRORS = {
         _set("transformer.h.0.attn.c_attn.weight", torch.zeros(WIDTH, WIDTH)),
         "bad.bin: transformer.h.0.attn.c_attn.weight has shape (32, 32)",
     ),
+    "a position table that is no matrix": (
+        _set("transformer.wpe.weight", torch.zeros(())),
+        "bad.bin: transformer.wpe.weight has shape (), not",
+    ),
     "integer weights": (
         _set("transformer.ln_f.weight", torch.zeros(WIDTH, dtype=torch.long)),
         "bad.bin: transformer.ln_f.weight holds torch.int64",

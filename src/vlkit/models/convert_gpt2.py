@@ -163,6 +163,10 @@ def gpt2_weights(state: dict[str, torch.Tensor], source: Path, n_head: int | Non
         if name not in named and (biases or not name.endswith(".bias")):
             raise VlkitError(f"{source}: lacks {_source_key(name, prefixed)} (a GPT-2 of {n_layer} blocks)")
     vocab_size, n_embd = wte.shape
+    for name in ("wpe.weight", "h.0.mlp.c_fc.weight"):  # read for the config before the shape checks
+        if named[name].dim() != 2:
+            shape = tuple(named[name].shape)
+            raise VlkitError(f"{source}: {_source_key(name, prefixed)} has shape {shape}, not a matrix")
     c_attn = named["h.0.attn.c_attn.weight"]
     layout = _layout(tuple(c_attn.shape), n_embd, source, _source_key("h.0.attn.c_attn.weight", prefixed))
     c_fc = named["h.0.mlp.c_fc.weight"]
