@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo test lint bench clean browser java
+.PHONY: demo test lint bench clean browser java fixtures
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,10 +32,30 @@ java:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 			--no-install-recommends default-jre-headless >/dev/null; }
 
-# Both required: without them the report test and the Java comparisons would fail instead of skipping.
-test: $(VENV)/.installed browser java
+# GPT-2's byte-level BPE ranks, for the tests of the real GPT-2 tokenizer, fetched once: they ship inside
+# openai-whisper's source distribution (whisper/assets/gpt2.tiktoken), which pip downloads but never installs.
+WHISPER_VERSION := 20250625
+FIXTURES := .cache/fixtures
+GPT2_RANKS := $(FIXTURES)/gpt2.tiktoken
+GPT2_RANKS_SHA256 := 306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930
+
+fixtures: $(GPT2_RANKS)
+
+$(GPT2_RANKS): | $(VENV)/.installed
+	$(PY) -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+		openai-whisper==$(WHISPER_VERSION) -d $(FIXTURES)
+	tar -xzf $(FIXTURES)/openai_whisper-$(WHISPER_VERSION).tar.gz -O \
+		openai_whisper-$(WHISPER_VERSION)/whisper/assets/gpt2.tiktoken > $@.part
+	$(PY) -c 'import hashlib, sys; got = hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest(); \
+		sys.exit(got != sys.argv[2] and f"{sys.argv[1]}: sha256 {got}, expected {sys.argv[2]}")' \
+		$@.part $(GPT2_RANKS_SHA256)
+	mv $@.part $@
+
+# All three required: without them the report test, the Java comparisons and the real GPT-2 tokenizer's tests
+# would fail instead of skipping.
+test: $(VENV)/.installed browser java fixtures
 	$(VENV)/bin/ruff check src tests bench
-	VLKIT_REQUIRE_BROWSER=1 VLKIT_REQUIRE_JAVA=1 $(PY) -m pytest -q
+	VLKIT_REQUIRE_BROWSER=1 VLKIT_REQUIRE_JAVA=1 VLKIT_REQUIRE_FIXTURES=1 $(PY) -m pytest -q
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench

@@ -1,5 +1,6 @@
-"""Fixtures shared by every test: one tiny shapes world per test run, no progress bars, and the CLI's global
-state (progress bars, the root logger) as each test found it."""
+"""Fixtures shared by every test: one tiny shapes world per test run, GPT-2's real tokenizer (from the ranks
+`make fixtures` fetches), no progress bars, and the CLI's global state (progress bars, the root logger) as
+each test found it."""
 
 from __future__ import annotations
 
@@ -70,3 +71,12 @@ def clip_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.models.clip_tokenizer import save_clip_tokenizer
 
     return save_clip_tokenizer(tmp_path_factory.mktemp("clip-tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def real_gpt2():
+    """GPT-2's real tokenizer and its encoder.json + vocab.bpe (`tests/fixtures/gpt2.py`), built once from the
+    ranks `make fixtures` fetches; without them the test skips (fails under VLKIT_REQUIRE_FIXTURES=1)."""
+    from tests.fixtures.gpt2 import load_real_gpt2  # transformers loads only for the tests that need it
+
+    return load_real_gpt2()

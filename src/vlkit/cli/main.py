@@ -13,9 +13,11 @@ import sys
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from vlkit.cli import caption as caption_cli
 from vlkit.cli import clip as clip_cli
+from vlkit.cli import convert as convert_cli
 from vlkit.cli import data as data_cli
 from vlkit.cli import demo as demo_cli
 from vlkit.cli import evaluate as evaluate_cli
@@ -42,6 +44,7 @@ app.add_typer(clip_cli.app, name="clip")
 app.add_typer(lm_cli.app, name="lm")
 app.add_typer(caption_cli.app, name="caption")
 app.add_typer(standins_cli.app, name="standins")
+app.add_typer(convert_cli.app, name="convert")
 app.command(name="zeroshot")(zeroshot_cli.zeroshot)
 app.command(name="demo")(demo_cli.demo)
 app.command(name="evaluate")(evaluate_cli.evaluate)
@@ -105,7 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     except VlkitError as exc:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {as_option_error(exc)}", highlight=False, soft_wrap=True)
+        # escaped: a message quotes file contents and paths, whose brackets are no rich markup
+        message = escape(as_option_error(exc))
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
