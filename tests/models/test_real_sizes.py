@@ -1,5 +1,6 @@
 """Models of real size, random weights from the real configs, through the loaders a hub id goes through:
-a CLIP ViT-L/14 vision tower at 224 px (a 16x16 patch grid) and GPT-2 124M (50,257 tokens) as a captioner,
+a CLIP ViT-L/14 vision tower at 224 px (a 16x16 patch grid) and GPT-2 124M with GPT-2's real tokenizer
+(50,257 tokens; converted from the course's layout by `vlkit convert gpt2`) as a captioner,
 two training steps of every tuning method, greedy and beam captions, and attention maps on the 16x16 grid;
 and the course's encoder, timm's `vit_large_patch14_clip_224` in timm's hub layout, with one method.
 
@@ -18,14 +19,15 @@ import pytest
 import torch
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, GPT2Config, GPT2LMHeadModel
 
+from tests.models.gpt2_layouts import course_state
 from vlkit.captioning.attention import attention_maps
 from vlkit.captioning.config import DecodingConfig
 from vlkit.captioning.generate import caption_images
+from vlkit.cli.main import main
 from vlkit.data.captions import load_caption_dataset
 from vlkit.data.images import read_image
 from vlkit.models.captioner.config import CaptionerSpec
 from vlkit.models.captioner.model import load_captioner
-from vlkit.models.text_tokenizer import train_bpe_tokenizer
 from vlkit.models.tuning import TUNING_METHODS, tuning_method
 from vlkit.train.caption_trainer import train_captioner
 from vlkit.train.config import CaptionTrainConfig, LoopConfig
@@ -43,17 +45,8 @@ VIT_L_14 = dict(
 )
 
 
-def _gpt2_tokenizer(captions: list[str]):
-    """GPT-2's own tokenizer when the suite's fixture is there, else a BPE of GPT-2's conventions."""
-    try:
-        from tests.models.real_tokenizers import gpt2_tokenizer
-    except ImportError:
-        return train_bpe_tokenizer(captions, 300, wrap_with_bos_eos=False, model_max_length=1024)
-    return gpt2_tokenizer()
-
-
 @pytest.fixture(scope="module")
-def real_parts(tmp_path_factory, shapes_world):
+def real_parts(tmp_path_factory, shapes_world, real_gpt2):
     root = tmp_path_factory.mktemp("real")
     train = load_caption_dataset(shapes_world / "train.json", shapes_world / "images")
     torch.manual_seed(0)
@@ -61,13 +54,27 @@ def real_parts(tmp_path_factory, shapes_world):
     CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}).save_pretrained(
         root / "vit-l-14"
     )
-    tokenizer = _gpt2_tokenizer(train.all_captions())
-    gpt2 = GPT2LMHeadModel(
-        GPT2Config(bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
-    )  # GPT2Config() is GPT-2 124M
+    # GPT-2 124M as the course ships it: a state dict in the Conv1D layout without `transformer.` and the
+    # real encoder.json + vocab.bpe, made an HF folder by `vlkit convert gpt2`.
+    gpt2 = GPT2LMHeadModel(GPT2Config())  # GPT2Config() is GPT-2 124M
     assert sum(p.numel() for p in gpt2.parameters()) == 124_439_808
-    gpt2.save_pretrained(root / "gpt2")
-    tokenizer.save_pretrained(root / "gpt2")
+    torch.save(course_state(gpt2), root / "decoder_model.bin")
+    del gpt2
+    main(
+        [
+            "--quiet",
+            "convert",
+            "gpt2",
+            "--state-dict",
+            str(root / "decoder_model.bin"),
+            "--vocab",
+            str(real_gpt2.encoder_json),
+            "--merges",
+            str(real_gpt2.vocab_bpe),
+            "--out",
+            str(root / "gpt2"),
+        ]
+    )
     images = dataclasses.replace(train, images=train.images[:4])
     return root / "vit-l-14", root / "gpt2", images
 
