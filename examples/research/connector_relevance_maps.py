@@ -52,8 +52,8 @@ def main() -> None:
     # `caption_images` takes the attention from, after `generate`.
     connector.register_forward_pre_hook(lambda module, args: seen.update(tokens=args[0].detach()))
 
-    def through_connector(captioner, images, config=None, return_attentions=False):
-        output = caption_images(captioner, images, config, return_attentions)
+    def through_connector(captioner, images, config=None, return_attentions=False, first_index=0):
+        output = caption_images(captioner, images, config, return_attentions, first_index)
         if return_attentions:
             tokens = seen["tokens"].clone()  # read under inference mode: a copy autograd may use
             relevance = connector_relevance(connector, tokens).float()

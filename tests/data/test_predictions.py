@@ -36,6 +36,46 @@ def test_dlcv_layout_is_keyed_by_file_stem_and_returned_by_image_id_in_dataset_o
     assert predictions[10] == "pred img0" and predictions[16] == "pred img6"
 
 
+def test_dlcv_keys_may_be_file_names_with_their_extension(tmp_path, dataset):
+    # the annotation's file name, its last part, or the stem, one style or several in one file
+    keys = ["sub/img0.png", "img1.jpg", "img2.jpg", "img3", "img4.jpg", "img5", "img6.jpg"]
+    predictions = load_predictions(_write(tmp_path, {key: f"pred {key}" for key in keys}), dataset)
+    assert predictions == {10 + i: f"pred {key}" for i, key in enumerate(keys)}
+    assert load_predictions(_write(tmp_path, {"img0.png": "x"}), dataset, allow_partial=True) == {10: "x"}
+
+
+def test_a_file_name_key_is_refused_with_a_wrong_extension_showing_the_stems(tmp_path, dataset):
+    with pytest.raises(VlkitError) as error:
+        load_predictions(_write(tmp_path, {"img1.png": "x"}), dataset, allow_partial=True)
+    message = str(error.value)
+    assert "(by file stem or file name; e.g. 'img1.png')" in message and "\n" not in message
+    assert "file stems such as 'img0', 'img1', 'img2'" in message
+
+
+def test_two_keys_for_one_image_are_refused(tmp_path, dataset):
+    with pytest.raises(VlkitError, match=r"keys 'img1' and 'img1.jpg' both name 'img1.jpg'; keep one$"):
+        load_predictions(_write(tmp_path, {"img1": "a", "img1.jpg": "b"}), dataset, allow_partial=True)
+
+
+@pytest.mark.parametrize(
+    ("files", "key", "named"),
+    [
+        (["x/a.png", "y/a.png"], "a", "'x/a.png' and 'y/a.png'"),
+        (["x/a.png", "y/a.png"], "a.png", "'x/a.png' and 'y/a.png'"),
+        (["a.png", "a.png.jpg"], "a.png", "'a.png' and 'a.png.jpg'"),  # a name, and the other's stem
+    ],
+)
+def test_a_key_that_could_name_two_images_is_refused(tmp_path, files, key, named):
+    images = [{"id": i, "file_name": name} for i, name in enumerate(files)]
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps({"images": images, "annotations": [{"image_id": 0, "caption": "c"}]}))
+    dataset = load_caption_dataset(path, tmp_path, check_files=False, require_captions=False)
+    with pytest.raises(VlkitError) as error:
+        load_predictions(_write(tmp_path, {key: "x"}), dataset, allow_partial=True)
+    assert f"key {key!r} could name {named} of {path}; key them by file name" in str(error.value)
+    assert load_predictions(_write(tmp_path, {files[1]: "x"}), dataset, allow_partial=True) == {1: "x"}
+
+
 def test_coco_results_layout_is_keyed_by_image_id_and_ignores_extra_fields(tmp_path, dataset):
     entries = [{"image_id": 16 - i, "caption": f"pred {16 - i}", "score": 0.5} for i in range(7)]
     predictions = load_predictions(_write(tmp_path, entries), dataset)
@@ -64,7 +104,11 @@ def test_allow_partial_keeps_the_predicted_images_and_logs_the_count(tmp_path, d
 @pytest.mark.parametrize("allow_partial", [False, True])
 def test_unknown_images_are_always_an_error(tmp_path, dataset, allow_partial):
     data = {f"img{i}": "x" for i in range(7)} | {f"other{i}": "x" for i in range(6)}
-    expected = r"6 prediction\(s\) for images that .* \(by file stem; e.g. 'other0', .*'other4', \.\.\.\)"
+    expected = (
+        r"6 prediction\(s\) for images that .* \(by file stem or file name; e.g. 'other0', .*'other4', "
+        r"\.\.\.\); its images' keys are file stems such as 'img0', 'img1', 'img2' \(or file names such as "
+        r"'sub/img0.png'\)"
+    )
     with pytest.raises(VlkitError, match=expected):
         load_predictions(_write(tmp_path, data), dataset, allow_partial=allow_partial)
     with pytest.raises(VlkitError, match=r"\(by image_id; e.g. 99\)"):

@@ -24,6 +24,7 @@ CONFIGS = [
     LmTrainConfig(LmArchitecture(width=16), batch_size=4),
     CaptionTrainConfig(SPEC, batch_size=5, epochs=2, loop=LoopConfig(steps=9)),
     DecodingConfig(num_beams=3, max_new_tokens=9),
+    DecodingConfig(sample=True, top_p=0.9, top_k=5, temperature=0.7, seed=2, repetition_penalty=1.2),
     ShapesConfig(seed=4, n_train=10),
     SPEC,
 ]

@@ -1,12 +1,13 @@
-"""Captions from a captioner: greedy or beam search, batched, and on request the cross-attention behind
-every generated token (for attention maps).
+"""Captions from a captioner: greedy search, beam search or seeded sampling, batched, and on request the
+cross-attention behind every generated token (for attention maps).
 
 transformers' `generate` does the decoding (with the decoder's key/value cache; beam search with its length
-penalty). This module runs the encoder itself, so that precomputed features (the trainer's feature cache)
-and images go through one path, cuts each sequence at its end token and decodes it. Attention is not taken
-from `generate`'s own outputs, whose beam-search attentions follow the beams as they were at each step and
-would have to be re-threaded through `beam_indices`; instead the finished captions are run once more through
-the decoder with teacher forcing, which gives, causally, exactly the attention each token was generated
+penalty; the sampling warpers and repetition controls, handed to it by `vlkit.captioning.sampling`). This
+module runs the encoder itself, so that precomputed features (the trainer's feature cache) and images go
+through one path, cuts each sequence at its end token and decodes it. Attention is not taken from
+`generate`'s own outputs, whose beam-search attentions follow the beams as they were at each step and would
+have to be re-threaded through `beam_indices`; instead the finished captions are run once more through the
+decoder with teacher forcing, which gives, causally, exactly the attention each token was generated
 with. That pass uses the "eager" attention implementation, the only one that returns weights.
 """
 
@@ -23,6 +24,7 @@ from PIL import Image
 from transformers.modeling_outputs import BaseModelOutput
 
 from vlkit.captioning.config import DecodingConfig
+from vlkit.captioning.sampling import decoding_processors
 from vlkit.data.images import read_image
 from vlkit.data.shards import ShardSample, map_shards
 from vlkit.errors import ConfigError, VlkitError
@@ -31,6 +33,8 @@ from vlkit.runtime.distributed import gather_in_order, process_range
 from vlkit.runtime.progress import track
 
 log = logging.getLogger(__name__)
+
+SHARD_STRIDE = 2**32  # sample j of shard k is image k * SHARD_STRIDE + j (its sampling seed's index)
 
 
 @dataclass
@@ -54,13 +58,16 @@ def caption_images(
     images: Sequence[Image.Image],
     config: DecodingConfig | None = None,
     return_attentions: bool = False,
+    first_index: int = 0,
 ) -> CaptionOutput:
-    """Caption RGB images (preprocessed by the captioner's image processor), `config.batch_size` at a time."""
+    """Caption RGB images (preprocessed by the captioner's image processor), `config.batch_size` at a time.
+    `first_index` is the index of `images[0]` in a longer input, which seeds its sampling (DecodingConfig)."""
     config = config or DecodingConfig()
     parts = []
     for start in range(0, len(images), config.batch_size):
         pixels = captioner.preprocess(images[start : start + config.batch_size])
-        parts.append(_caption_batch(captioner, captioner.encode_images(pixels), config, return_attentions))
+        features = captioner.encode_images(pixels)
+        parts.append(_caption_batch(captioner, features, config, return_attentions, first_index + start))
     return _join(captioner, parts, return_attentions)
 
 
@@ -72,7 +79,8 @@ def predict_captions(
     captions back, in input order."""
     share = process_range(len(paths))
     named = ((paths[i].stem, read_image(paths[i])) for i in share)
-    return dict(gather_in_order(_caption_named(captioner, named, config or DecodingConfig(), len(share))))
+    config = config or DecodingConfig()
+    return dict(gather_in_order(_caption_named(captioner, named, config, len(share), share.start)))
 
 
 def _caption_named(
@@ -80,13 +88,16 @@ def _caption_named(
     named: Iterable[tuple[str, Image.Image]],
     config: DecodingConfig,
     total: int | None = None,
+    first_index: int = 0,
 ) -> list[tuple[str, str]]:
-    """(name, caption) for a stream of (name, image), `config.batch_size` images in memory at a time."""
+    """(name, caption) for a stream of (name, image), `config.batch_size` images in memory at a time; the
+    stream's first image is image `first_index` (for the sampling seeds)."""
     pairs: list[tuple[str, str]] = []
     batch: list[tuple[str, Image.Image]] = []
 
     def flush() -> None:
-        captions = caption_images(captioner, [image for _, image in batch], config).captions
+        images = [image for _, image in batch]
+        captions = caption_images(captioner, images, config, first_index=first_index + len(pairs)).captions
         pairs.extend((name, caption) for (name, _), caption in zip(batch, captions, strict=True))
         batch.clear()
 
@@ -104,11 +115,19 @@ def caption_features(
     features: torch.Tensor,
     config: DecodingConfig | None = None,
     return_attentions: bool = False,
+    first_index: int = 0,
 ) -> CaptionOutput:
-    """Caption from precomputed encoder tokens (B, N, encoder width), e.g. rows of a feature cache."""
+    """Caption from precomputed encoder tokens (B, N, encoder width), e.g. rows of a feature cache; row 0 is
+    image `first_index` (for the sampling seeds)."""
     config = config or DecodingConfig()
     parts = [
-        _caption_batch(captioner, features[start : start + config.batch_size], config, return_attentions)
+        _caption_batch(
+            captioner,
+            features[start : start + config.batch_size],
+            config,
+            return_attentions,
+            first_index + start,
+        )
         for start in range(0, len(features), config.batch_size)
     ]
     return _join(captioner, parts, return_attentions)
@@ -122,7 +141,11 @@ class _Batch:
 
 @torch.inference_mode()
 def _caption_batch(
-    captioner: Captioner, features: torch.Tensor, config: DecodingConfig, return_attentions: bool
+    captioner: Captioner,
+    features: torch.Tensor,
+    config: DecodingConfig,
+    return_attentions: bool,
+    first_index: int,
 ) -> _Batch:
     model = captioner.model
     limit = _token_limit(captioner)
@@ -149,7 +172,9 @@ def _caption_batch(
                 num_beams=config.num_beams,
                 max_new_tokens=max_new,
                 length_penalty=config.length_penalty,
+                # Sampling too runs as greedy search: the processors' seeded draw leaves one token per row.
                 do_sample=False,
+                logits_processor=decoding_processors(config, range(first_index, first_index + len(features))),
             )  # (B, 1 + generated)
         token_ids = [_until_end(row[1:].tolist(), captioner.tokenizer.eos_token_id) for row in sequences]
         attentions = (
@@ -238,11 +263,12 @@ def predict_shard_captions(
     """Caption every sample of WebDataset shards (local paths or URLs, as `vlkit.data.shards.expand_shards`
     gives them), `config.batch_size` images in memory at a time: {file stem: caption}, in shard order.
     Under `accelerate launch` process p streams shards p, p+N, ... and every process gets all the captions
-    back in shard order."""
+    back in shard order. Sample j of shard k draws its sampling from image index k * 2**32 + j."""
     config = config or DecodingConfig()
 
     def caption_shard(url: str, samples: Iterator[ShardSample]) -> list[tuple[str, str]]:
-        return _caption_named(captioner, ((Path(s.file_name).stem, s.image) for s in samples), config)
+        named = ((Path(s.file_name).stem, s.image) for s in samples)
+        return _caption_named(captioner, named, config, first_index=urls.index(url) * SHARD_STRIDE)
 
     predictions: dict[str, str] = {}
     for pairs in map_shards(urls, caption_shard, "caption shards"):

@@ -96,8 +96,8 @@ def predict(
         "fp32", "--precision", help="fp32, bf16 or fp16 weights (bf16: faster where the hardware has it)."
     ),
 ) -> None:
-    """Caption every image of a folder or of WebDataset shards (greedy or beam search) into a DLCV-style
-    predictions JSON."""
+    """Caption every image of a folder or of WebDataset shards (greedy search, beam search or seeded
+    sampling) into a DLCV-style predictions JSON."""
     from vlkit.captioning.generate import predict_captions, predict_shard_captions
     from vlkit.data.shards import expand_shards
     from vlkit.models.captioner.model import load_captioner
@@ -138,12 +138,18 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 _SWEEP_BUDGET = ("steps", "batch_size", "learning_rate", "val_limit", "seed", "connector_layers", "connector")
+# How every method's validation captions are decoded; --seed and --batch-size are the training's here, and
+# the sampling draws from the training seed.
+_DECODING = ("beams", "max_length", "length_penalty", "sample", "top_p", "top_k", "temperature")
+_REPETITION = ("no_repeat_ngram", "repetition_penalty")
 
 
 @app.command("sweep")
 @config_options(CaptionTrainConfig, only=_SWEEP_BUDGET, defaults={"steps": 600, "val_limit": 200})
+@config_options(DecodingConfig, "decoding", only=_DECODING + _REPETITION)
 def sweep(
     values: dict,
+    decoding: dict,
     out: Path = typer.Option(..., "--out", help="SWEEP.json to write; SWEEP.md and SWEEP.png go beside it."),
     data: Path = typer.Option(
         None,
@@ -182,7 +188,9 @@ def sweep(
 ) -> None:
     """Train every tuning method with the same budget and compare them in one table (with no data
     arguments, on the embedded default: its world with the shipped vlkit:shapes-clip and vlkit:shapes-gpt2,
-    or a CLIP and an LM trained on another seed's world; --val-limit 0 scores every validation image)."""
+    or a CLIP and an LM trained on another seed's world; --val-limit 0 scores every validation image). The
+    decoding options say how the validation captions are made (greedy by default; --sample draws from
+    --seed)."""
     from vlkit.data.captions import load_caption_dataset
     from vlkit.pipelines.embedded import embedded_plan, ensure_clip, ensure_lm, ensure_world
     from vlkit.pipelines.sweep import SweepConfig, check_methods, run_sweep, sweep_markdown
@@ -193,6 +201,9 @@ def sweep(
     if out.suffix != ".json":
         raise VlkitError(f"--out {out}: must name a .json file")
     chosen = check_methods([m.strip() for m in methods.split(",") if m.strip()])
+    if decoding["sample"]:
+        decoding["seed"] = values["loop"]["seed"]
+    decoding_config = build(DecodingConfig, decoding)
     # Built (and so checked) before the embedded default is made; its parts' folders are filled in below.
     train = build(
         CaptionTrainConfig,
@@ -237,14 +248,14 @@ def sweep(
     warmup = min(50, max(1, train.loop.steps // 10))  # a tenth of the budget, at most 50 steps
     loop = dataclasses.replace(train.loop, warmup_steps=warmup)
     train = dataclasses.replace(train, captioner=captioner, loop=loop)
-    sweep = SweepConfig(train, chosen, clip_model, processes=processes)
+    sweep = SweepConfig(train, chosen, clip_model, processes=processes, decoding=decoding_config)
     report = run_sweep(sweep, train_set, val_set, out, work / "runs")
     console.print(sweep_markdown(report))
     console.print(f"[green]wrote[/] {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}")
 
 
 @app.command("attend")
-@config_options(DecodingConfig, "decoding", only=("beams", "batch_size"), defaults={"batch_size": 16})
+@config_options(DecodingConfig, "decoding", defaults={"batch_size": 16})
 def attend(
     decoding: dict,
     model: Path = typer.Option(..., "--model", help="Captioner folder written by `vlkit caption train`."),

@@ -2,7 +2,9 @@
 
 Two layouts are read, told apart by the top-level JSON type:
 
-- DLCV: an object keyed by file name without extension, `{"000001": "a red circle", ...}`;
+- DLCV: an object keyed by file name without extension, `{"000001": "a red circle", ...}`; keys with the
+  extension (`"000001.png"`, the annotation's file name or its last part) are read too, where they name one
+  image only;
 - COCO results: a list of `{"image_id": 1, "caption": "a red circle"}` (extra keys such as "score" are
   ignored), keyed by the annotation file's image ids.
 
@@ -48,7 +50,7 @@ def load_predictions(
     path = Path(path)
     data = read_json(path)
     if isinstance(data, dict):
-        by_image = _match_by_stem(_read_dlcv(data, path, allow_empty), dataset, path)
+        by_image = _match_by_name(_read_dlcv(data, path, allow_empty), dataset, path)
     elif isinstance(data, list):
         by_image = _match_by_id(_read_coco_results(data, path, allow_empty), dataset, path)
     else:
@@ -102,10 +104,40 @@ def _read_coco_results(data: list[Any], path: Path, allow_empty: bool) -> dict[i
     return captions
 
 
-def _match_by_stem(captions: dict[str, str], dataset: CaptionDataset, path: Path) -> dict[int | str, str]:
-    by_stem = dataset.stem_to_image()
-    _reject_unknown([key for key in captions if key not in by_stem], "file stem", dataset, path)
-    return {by_stem[key].id: caption for key, caption in captions.items()}
+def _match_by_name(captions: dict[str, str], dataset: CaptionDataset, path: Path) -> dict[int | str, str]:
+    """DLCV keys to image ids: a key is a file stem (`000001`) or a file name with its extension (the
+    annotation's `file_name`, or its last part). A key that could name two images, or two keys that name one,
+    are refused: the scores would silently pick one of them."""
+    names: dict[str, dict[int | str, CaptionImage]] = {}
+    for image in dataset.images:
+        for name in {image.stem, image.file_name, Path(image.file_name).name}:
+            names.setdefault(name, {})[image.id] = image
+    by_image: dict[int | str, str] = {}
+    key_of: dict[int | str, str] = {}
+    unknown = []
+    for key, caption in captions.items():
+        candidates = list(names.get(key, {}).values())
+        if not candidates:
+            unknown.append(key)
+            continue
+        if len(candidates) > 1:
+            files = " and ".join(repr(image.file_name) for image in candidates[:2])
+            raise VlkitError(
+                f"{path}: key {key!r} could name {files} of {dataset.annotations}; key them by file name"
+            )
+        image = candidates[0]
+        if image.id in key_of:
+            raise VlkitError(
+                f"{path}: keys {key_of[image.id]!r} and {key!r} both name {image.file_name!r}; keep one"
+            )
+        key_of[image.id] = key
+        by_image[image.id] = caption
+    if unknown:
+        stems = _examples([image.stem for image in dataset.images[:3]])
+        first = dataset.images[0].file_name if dataset.images else ""
+        hint = f"; its images' keys are file stems such as {stems} (or file names such as {first!r})"
+        _reject_unknown(unknown, "file stem or file name", dataset, path, hint)
+    return by_image
 
 
 def _match_by_id(captions: dict[int | str, str], dataset: CaptionDataset, path: Path) -> dict[int | str, str]:
@@ -114,11 +146,13 @@ def _match_by_id(captions: dict[int | str, str], dataset: CaptionDataset, path: 
     return captions
 
 
-def _reject_unknown(unknown: list[Any], what: str, dataset: CaptionDataset, path: Path) -> None:
+def _reject_unknown(
+    unknown: list[Any], what: str, dataset: CaptionDataset, path: Path, hint: str = ""
+) -> None:
     if unknown:
         raise VlkitError(
             f"{path}: {len(unknown)} prediction(s) for images that {dataset.annotations} does not have "
-            f"(by {what}; e.g. {_examples(unknown)})"
+            f"(by {what}; e.g. {_examples(unknown)}){hint}"
         )
 
 

@@ -96,7 +96,7 @@ def run_attend(captioner: Captioner, request: AttendRequest) -> dict[str, Any]:
     for start in track(range(0, len(items), batch), "attend", total=-(-len(items) // batch)):
         chunk = items[start : start + batch]
         images = [read_image(item.path) for item in chunk]
-        output = caption_images(captioner, images, request.decoding, return_attentions=True)
+        output = caption_images(captioner, images, request.decoding, True, first_index=start)
         assert output.attentions is not None
         for k, (item, image) in enumerate(zip(chunk, images, strict=True)):
             attn = output.attentions[k]

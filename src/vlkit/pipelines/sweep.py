@@ -1,8 +1,9 @@
 """`vlkit caption sweep`: every tuning method trained with the same data, steps and batch, then one table.
 
-For each method: train (`vlkit.train.caption_trainer`), caption the validation images greedily with its best
-checkpoint, score CIDEr-D, CLIPScore and CHAIR-i (`vlkit.pipelines.evaluate`); beside them the retrieval
-baseline (`vlkit.captioning.retrieval`). The table is written as SWEEP.json, SWEEP.md and SWEEP.png.
+For each method: train (`vlkit.train.caption_trainer`), caption the validation images with its best
+checkpoint (greedily unless `SweepConfig.decoding` says otherwise), score CIDEr-D, CLIPScore and CHAIR-i
+(`vlkit.pipelines.evaluate`); beside them the retrieval baseline (`vlkit.captioning.retrieval`). The table
+is written as SWEEP.json, SWEEP.md and SWEEP.png.
 
 Each method trains in a child process of its own (`vlkit.pipelines.method_runs`), so that the peak memory
 reported is that method's alone, one or several at a time; a method whose folder already holds a finished run
@@ -17,12 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlkit.captioning.config import DecodingConfig
 from vlkit.data.captions import CaptionDataset, load_caption_dataset
 from vlkit.errors import VlkitError
 from vlkit.models.hub import resolve_model_name
 from vlkit.models.tuning import TUNING_METHODS, tuning_method
 from vlkit.pipelines.method_runs import train_methods
 from vlkit.runtime.files import read_json, write_bytes_atomic, write_json_atomic, write_text_atomic
+from vlkit.runtime.options import config_from_dict
 from vlkit.train.caption_trainer import BEST_DIR
 from vlkit.train.config import CaptionTrainConfig
 
@@ -41,6 +44,7 @@ class SweepConfig:
     clip_model: str | None = None  # CLIPScore's model and the retrieval baseline's (None: neither)
     processes: int = 1  # methods trained at once, each in its own process with its share of the cores
     validate: bool = True  # CIDEr-D on the validation images every epoch, the best checkpoint scored
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)  # how the scored captions are made
 
     def caption_tokens(self) -> int:
         """Caption tokens every method keeps: the captioner's `max_caption_tokens`, lowered where a method's
@@ -156,7 +160,7 @@ def run_sweep(
         run_dir = work_dir / method
         best = run_dir / BEST_DIR if (run_dir / BEST_DIR / "config.json").is_file() else run_dir
         predictions = run_dir / "val_predictions.json"
-        write_json_atomic(predictions, predict_captions(load_captioner(best), val_paths))
+        write_json_atomic(predictions, predict_captions(load_captioner(best), val_paths, config.decoding))
         scores = score_predictions(predictions, scored, run_dir / "evaluation", clip)
         rows.append(
             {
@@ -193,6 +197,7 @@ def run_sweep(
             "processes": config.processes,
             "checkpoint": "best by validation CIDEr-D" if config.validate else "last",
         },
+        "decoding": dataclasses.asdict(config.decoding),
         "encoder": config.train.captioner.encoder,
         "decoder": config.train.captioner.decoder,
         "clip_model": config.clip_model,
@@ -231,11 +236,13 @@ def sweep_markdown(report: dict[str, Any]) -> str:
         )
     budget = report["budget"]
     scored = "last step" if budget.get("checkpoint") == "last" else "best checkpoint"
+    # A report written before the decoding was recorded was decoded greedily.
+    decoding = config_from_dict(DecodingConfig, report.get("decoding", {}), "sweep report").describe()
     lines.append("")
     lines.append(
         f"Every method: {budget['steps']} steps of {budget['batch_size']} images, learning rate "
         f"{budget['learning_rate']}, seed {budget['seed']}; scored on {report['n_val_images']} validation "
-        f"images (greedy captions of the {scored}). Encoder {report['encoder']}, decoder "
+        f"images ({decoding} captions of the {scored}). Encoder {report['encoder']}, decoder "
         f"{report['decoder']}, CLIPScore model {report['clip_model']}."
     )
     return "\n".join(lines) + "\n"
