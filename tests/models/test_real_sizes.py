@@ -129,3 +129,47 @@ def test_timms_vit_l_14_in_its_hub_layout_captions_at_real_size(real_parts, tmp_
     assert np.isfinite(result.final_loss)
     _check_captions(tmp_path / "captioner", images)
     shutil.rmtree(tmp_path)
+
+
+def test_a_clip_vit_b_32_with_clips_own_tokenizer_runs_zero_shot_and_clipscore(
+    shapes_world, clip_tokenizer_dir, tmp_path
+):
+    from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    from vlkit.captioning.scores import evaluate_captions
+    from vlkit.models.clip import ClipSpec, load_clip
+    from vlkit.pipelines.zeroshot import run_zeroshot
+
+    tokenizer = AutoTokenizer.from_pretrained(clip_tokenizer_dir)
+    torch.manual_seed(0)
+    # CLIPConfig's defaults are ViT-B/32: 224 px, 32 px patches, 12 + 12 layers, 49,408 tokens, 77 positions
+    config = CLIPConfig(
+        text_config={"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id},
+    )
+    model = CLIPModel(config)
+    assert 150_000_000 < sum(p.numel() for p in model.parameters()) < 152_000_000
+    model.save_pretrained(tmp_path / "clip-b-32")
+    del model
+    tokenizer.save_pretrained(tmp_path / "clip-b-32")
+    CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}).save_pretrained(
+        tmp_path / "clip-b-32"
+    )
+    result = run_zeroshot(
+        ClipSpec(str(tmp_path / "clip-b-32")),
+        shapes_world / "classification" / "val",
+        "seed",
+        tmp_path / "r.json",
+    )
+    assert len(result["templates"]) == 3 and 0.0 <= result["ensemble"]["top1"] <= 1.0
+    clip = load_clip(str(tmp_path / "clip-b-32"))
+    val = load_caption_dataset(shapes_world / "val.json", shapes_world / "images")
+    images = {image.id: image.path for image in val.images[:4]}
+    scores = evaluate_captions(
+        {key: "a photo of a red circle" for key in images},
+        {image.id: image.captions for image in val.images[:4]},
+        images=images,
+        clip=clip,
+        metrics=("clip_score", "ref_clip_score"),
+        prefix=None,  # the course's CLIPScore: no text prefix
+    )
+    assert scores.metrics["clip_score"] is not None and scores.metrics["ref_clip_score"] is not None
