@@ -1,4 +1,4 @@
-"""Captioning at real sizes with random weights: a CLIP ViT-B/16 vision tower joined to GPT-2 124M.
+"""Captioning at real sizes with random weights: a CLIP ViT-L/14 vision tower (224 px) joined to GPT-2 124M.
 
 Three comparisons, all through vlkit's own training and generation code:
 - each tuning method's training step time and peak memory against `full` (the peer: train everything);
@@ -56,7 +56,11 @@ def _sizes(quick: bool) -> dict[str, Any]:
             "images": 16,
         }
     return {
-        "vision": dict(image_size=224, patch_size=16),  # CLIPVisionConfig's defaults otherwise: ViT-B
+        # CLIP ViT-L/14 at 224 px (a 16x16 patch grid), the course study's encoder size
+        "vision": dict(
+            image_size=224, patch_size=14, hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+            num_attention_heads=16,
+        ),
         "gpt2": dict(),  # GPT2Config() is GPT-2 124M (50,257 tokens)
         "image_px": 224,
         "steps": 5,
