@@ -8,29 +8,19 @@ repositories hold."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from pathlib import Path
 
-from vlkit.models.architectures import ClipArchitecture
+from tests.models.tiny import TINY_CLIP
 from vlkit.models.clip_scratch import build_clip, image_processor_for
 
 CONTEXT_LENGTH = 77
 START, END = "<|startoftext|>", "<|endoftext|>"
 VOCAB_SIZE = 49408
 # The real tokenizer and context, small widths: the token embedding (49,408 x 32) is most of the weights.
-TINY_REAL_CLIP = ClipArchitecture(
-    image_size=32,
-    patch_size=8,
-    vision_width=32,
-    vision_layers=1,
-    text_width=32,
-    text_layers=1,
-    heads=2,
-    projection_dim=16,
-    vocab_size=VOCAB_SIZE,
-    max_text_length=CONTEXT_LENGTH,
-)
+TINY_REAL_CLIP = dataclasses.replace(TINY_CLIP, vocab_size=VOCAB_SIZE, max_text_length=CONTEXT_LENGTH)
 
 
 def clip_vocabulary() -> tuple[dict[str, int], list[str]]:
