@@ -19,14 +19,17 @@ run takes seconds and a run stopped half way continues where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from vlkit.errors import VlkitError
 from vlkit.pipelines.embedded import (
     EmbeddedPlan,
     embedded_plan,
@@ -35,7 +38,7 @@ from vlkit.pipelines.embedded import (
     ensure_world,
     world_digest,
 )
-from vlkit.runtime.files import read_json, write_json_atomic
+from vlkit.runtime.files import read_json, write_bytes_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
 ZEROSHOT_TEMPLATES = ("seed", "imagenet80")
@@ -50,7 +53,7 @@ def run_demo(out: Path, seed: int = 0, quick: bool = False, from_scratch: bool =
     zero-shot results under `"zeroshot_results"` and the report's path under `"report"`, not written).
     `quick` (a tiny world, a few steps) always trains its own CLIP and GPT-2: the stand-ins were trained on
     the default world."""
-    plan, stages = embedded_plan(seed, quick), Stages(out)
+    plan, stages = embedded_plan(seed, quick), Stages()
     from_scratch = from_scratch or quick
     if not from_scratch:
         from vlkit.pipelines.standins import check_standins_seed
@@ -188,8 +191,6 @@ def _prompt_analysis(clip_name: str, world: Path, folder: Path, stages: Stages, 
         "zero-shot top-1: the 3 seed templates (orange) and the 80 CLIP templates",
         pinned=len(results["seed"]["templates"]),
     )
-    from vlkit.runtime.files import write_bytes_atomic
-
     write_bytes_atomic(folder / "prompts.png", chart)
     stages.mark(folder, key)
     return results
@@ -199,22 +200,18 @@ class Stages:
     """Times the stages and remembers which are complete: a stage's folder holds `vlkit_stage.json` with the
     digest of what it was made from, written once its outputs are."""
 
-    def __init__(self, out: Path):
-        self.out, self.timings, self.reused = out, {}, []
+    def __init__(self):
+        self.timings: dict[str, float] = {}
+        self.reused: list[Path] = []
 
-    def timed(self, name: str, title: str):
-        stages = self
-
-        class _Timer:
-            def __enter__(self):
-                log.info("[bold]%s[/]", title, extra={"markup": True})
-                self.start = time.perf_counter()
-
-            def __exit__(self, *exc):
-                stages.timings[name] = time.perf_counter() - self.start
-                return False
-
-        return _Timer()
+    @contextlib.contextmanager
+    def timed(self, name: str, title: str) -> Iterator[None]:
+        log.info("[bold]%s[/]", title, extra={"markup": True})
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = time.perf_counter() - start
 
     @staticmethod
     def _digest(key: dict) -> str:
@@ -223,7 +220,7 @@ class Stages:
     def done(self, folder: Path, key: dict) -> bool:
         try:
             stamp = read_json(folder / STAGE_FILE)
-        except Exception:  # noqa: BLE001 (absent or unreadable: not done)
+        except VlkitError:  # absent or unreadable: not done (as embedded's model stamps)
             return False
         if isinstance(stamp, dict) and stamp.get("inputs_sha256") == self._digest(key):
             self.reused.append(folder)
