@@ -13,6 +13,9 @@ import torch
 from hypothesis import settings
 
 os.environ["VLKIT_PROGRESS"] = "0"  # before vlkit.runtime.progress reads it
+# `--precision auto` is fp32 on the CPU in every test, whatever the machine: the same figures on a CPU with
+# native bf16 and one without (tests of `auto` itself set this themselves).
+os.environ["VLKIT_CPU_BF16"] = "0"
 
 from vlkit.runtime import progress  # noqa: E402
 from vlkit.shapes.world import ShapesConfig, generate_world  # noqa: E402

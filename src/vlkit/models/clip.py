@@ -34,16 +34,31 @@ class ClipSpec:
 
     name: str
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"  # bf16 only where the device runs it natively (vlkit.runtime.precision)
     allow_pickle: bool = False
 
 
 class Clip:
-    """A loaded CLIP. Subclasses adapt one library; every embedding returned is L2-normalized, in fp32."""
+    """A loaded CLIP. Subclasses adapt one library; every embedding returned is L2-normalized, in fp32.
+
+    `scoring` says how the model turns similarities into probabilities: "softmax" over the candidates (CLIP,
+    trained with a contrastive softmax loss) or "sigmoid", one independent probability per pair with the
+    model's `logit_bias` (SigLIP, trained with a sigmoid loss)."""
 
     name: str
     device: torch.device
     dtype: torch.dtype
+    scoring: str = "softmax"
+
+    @property
+    def precision(self) -> str:
+        """The precision it runs in, by name: fp32, bf16 or fp16 (what `auto` became)."""
+        return next(name for name, dtype in PRECISIONS.items() if dtype == self.dtype)
+
+    @property
+    def logit_bias(self) -> float | None:
+        """The bias added to scaled similarities before the sigmoid (SigLIP); None for softmax models."""
+        return None
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """RGB PIL images -> pixel tensor (B, 3, H, W) in fp32, as the model's own preprocessing makes it."""
@@ -191,16 +206,18 @@ def resolve_device(device: str) -> torch.device:
         raise VlkitError(f"--device: unknown device {device!r}") from exc
 
 
-def resolve_precision(precision: str) -> torch.dtype:
-    if precision not in PRECISIONS:
-        raise VlkitError(f"--precision: unknown value {precision!r} (choose {', '.join(PRECISIONS)})")
-    return PRECISIONS[precision]
+def resolve_precision(precision: str, device: torch.device | None = None) -> torch.dtype:
+    """fp32 / bf16 / fp16, or `auto`: bf16 only where `device` (default: the CPU) runs it natively."""
+    from vlkit.runtime.precision import resolve_precision_name
+
+    return PRECISIONS[resolve_precision_name(precision, device or torch.device("cpu"))]
 
 
 def load_clip(spec: ClipSpec | str) -> Clip:
     """Load a CLIP by hub id, local folder, or `open_clip:ARCH/PRETRAINED`, ready for inference."""
     spec = ClipSpec(spec) if isinstance(spec, str) else spec
-    device, dtype = resolve_device(spec.device), resolve_precision(spec.precision)
+    device = resolve_device(spec.device)
+    dtype = resolve_precision(spec.precision, device)
     if spec.name.startswith(OPEN_CLIP_PREFIX):
         return _load_open_clip(spec.name, device, dtype)
     return _load_hf_clip(spec.name, device, dtype, spec.allow_pickle)

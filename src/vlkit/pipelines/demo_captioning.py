@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vlkit.data.captions import CaptionDataset
-from vlkit.pipelines.demo import DEMO_METHODS, FIXED_FIGURES, FULL_METRICS, Stages, stage_key
+from vlkit.pipelines.demo import DEMO_METHODS, DEMO_PRECISION, FIXED_FIGURES, FULL_METRICS, Stages, stage_key
 from vlkit.pipelines.embedded import EmbeddedPlan
 from vlkit.runtime.files import read_json
 
@@ -99,9 +99,9 @@ def _evaluate_best(best: dict, clip_name: str, world: Path, out: Path, stages: S
     best_key = {**key, "best": best["tuning"]}
     if stages.done(folder, best_key) and all(f.is_file() for f in files):
         return read_json(files[0]), read_json(files[1])
-    from vlkit.models.clip import load_clip
+    from vlkit.models.clip import ClipSpec, load_clip
 
-    clip = load_clip(clip_name)
+    clip = load_clip(ClipSpec(clip_name, precision=DEMO_PRECISION))
     request = EvaluationRequest(
         predictions=out / "sweep" / best["tuning"] / "val_predictions.json",  # (written by the sweep)
         annotations=world / "val.json",

@@ -110,11 +110,11 @@ def _clip_figures(folder: Path, world: Path, val_set: Any) -> dict[str, Any]:
     from vlkit.models.clip import ClipSpec, load_clip
     from vlkit.pipelines.zeroshot import run_zeroshot
 
-    clip, figures = load_clip(ClipSpec(str(folder))), {}
+    clip, figures = load_clip(ClipSpec(str(folder), precision="fp32")), {}
     with tempfile.TemporaryDirectory() as scratch:
         for templates in ZEROSHOT_FIGURES:
             result = run_zeroshot(
-                ClipSpec(str(folder)),
+                ClipSpec(str(folder), precision="fp32"),
                 world / "classification" / "val",
                 templates,
                 Path(scratch) / f"{templates}.json",

@@ -142,12 +142,12 @@ def run_sweep(
     from vlkit.captioning.generate import predict_captions
     from vlkit.captioning.retrieval import retrieval_captions
     from vlkit.models.captioner.model import load_captioner
-    from vlkit.models.clip import load_clip
+    from vlkit.models.clip import ClipSpec, load_clip
 
     methods = check_methods(config.methods)
     val_images = val.images[: config.train.val_limit] if config.train.val_limit else val.images
     val_paths = [image.path for image in val_images]
-    clip = load_clip(config.clip_model) if config.clip_model else None
+    clip = load_clip(ClipSpec(config.clip_model, precision="fp32")) if config.clip_model else None
     scored = _scored_subset(val, val_images, work_dir / "val_scored.json")
     tokens = config.caption_tokens()
     runs = [
