@@ -19,18 +19,23 @@ def _pct(value: float | None) -> str:
 
 def zeroshot(
     ctx: typer.Context,
-    model: str = typer.Option(..., "--model", help="Hub id, local folder, or open_clip:ARCH/PRETRAINED."),
-    data: Path = typer.Option(
+    model: list[str] = typer.Option(
+        ...,
+        "--model",
+        help="Hub id, local folder, or open_clip:ARCH/PRETRAINED; repeat it for a models x datasets table.",
+    ),
+    data: list[Path] = typer.Option(
         None,
         "--data",
         help="Classification folder: {class_id}_{n}.png + "
-        "id2label.json, or one sub-folder per class (ImageFolder).",
+        "id2label.json, or one sub-folder per class (ImageFolder); repeat it for several datasets.",
     ),
-    shards: str = typer.Option(
+    shards: list[str] = typer.Option(
         None,
         "--shards",
-        help="Instead of --data: classification shards written by `vlkit data shard --classification`, "
-        "'DIR/data-{000000..000009}.tar' or a URL pattern (class names: DIR/id2label.json or --class-names).",
+        help="Instead of (or beside) --data: classification shards written by `vlkit data shard "
+        "--classification`, 'DIR/data-{000000..000009}.tar' or a URL pattern (class names: "
+        "DIR/id2label.json or --class-names).",
     ),
     templates: str = typer.Option(
         "seed",
@@ -38,7 +43,10 @@ def zeroshot(
         help="seed, imagenet80, or a text file with one template per line, {object} marking the class name.",
     ),
     out: Path = typer.Option(
-        Path("zeroshot.json"), "--out", help="RESULTS.json to write; the charts go beside it."
+        Path("zeroshot.json"),
+        "--out",
+        help="RESULTS.json to write; the charts go beside it. With several models or datasets: the table "
+        "(also .csv and .md), each pair's results in the folder of the same name.",
     ),
     class_names: str = typer.Option(
         None,
@@ -47,7 +55,11 @@ def zeroshot(
     ),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16 weights and activations."),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        help="auto (bf16 only where the device runs it natively, else fp32), fp32, bf16 or fp16.",
+    ),
     on_bad_image: str = typer.Option(
         "error", "--on-bad-image", help="error: stop at an unreadable image; skip: leave it out and count it."
     ),
@@ -57,14 +69,23 @@ def zeroshot(
     from vlkit.cli.context import allow_pickle
     from vlkit.data.images import check_policy
     from vlkit.models.clip import ClipSpec
-    from vlkit.pipelines.zeroshot import run_zeroshot
+    from vlkit.pipelines.zeroshot import run_zeroshot, run_zeroshot_grid
     from vlkit.runtime.distributed import is_main_process
 
     check_policy(on_bad_image)
-    if (data is None) == (shards is None):
-        raise VlkitError("give either --data (a classification folder) or --shards (a shard pattern)")
-    spec = ClipSpec(model, device=device, precision=precision, allow_pickle=allow_pickle(ctx))
-    result = run_zeroshot(spec, data or shards, templates, out, class_names, batch_size, on_bad_image)
+    datasets: list[Path | str] = [*(data or []), *(shards or [])]
+    if not datasets:
+        raise VlkitError("give --data (a classification folder) or --shards (a shard pattern)")
+    specs = [ClipSpec(m, device=device, precision=precision, allow_pickle=allow_pickle(ctx)) for m in model]
+    if len(specs) > 1 or len(datasets) > 1:
+        table = run_zeroshot_grid(specs, datasets, templates, out, class_names, batch_size, on_bad_image)
+        if is_main_process():
+            print_grid(table)
+            console.print(
+                f"wrote {out}, {out.with_suffix('.csv')}, {out.with_suffix('.md')}, {out.with_suffix('')}/"
+            )
+        return
+    result = run_zeroshot(specs[0], datasets[0], templates, out, class_names, batch_size, on_bad_image)
     if not is_main_process():
         return
     print_table(result, top)
@@ -72,6 +93,19 @@ def zeroshot(
         console.print(f"[yellow]skipped {len(result['skipped'])} unreadable image(s)[/] (listed in {out})")
     stem = out.with_suffix("")
     console.print(f"wrote {out}, {stem}_templates.png, {stem}_confusion.png")
+
+
+def print_grid(table) -> None:
+    """A models x datasets table (`vlkit.pipelines.table.ResultTable`): its headline figure per pair."""
+    datasets = list(dict.fromkeys(row.data for row in table.rows))
+    grid = Table(title=f"{table.task}: {table.headline}, models x datasets")
+    grid.add_column("model")
+    for name in datasets:
+        grid.add_column(name, justify="right")
+    cells = {(row.model, row.data): row.metrics.get(table.headline) for row in table.rows}
+    for model in dict.fromkeys(row.model for row in table.rows):
+        grid.add_row(model, *(_pct(cells.get((model, name))) for name in datasets))
+    console.print(grid)
 
 
 def print_table(result: dict, top: int) -> None:

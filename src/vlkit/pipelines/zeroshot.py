@@ -11,6 +11,7 @@ from vlkit.data.classification import ID2LABEL_FILE, load_classification_dataset
 from vlkit.data.shards import UNSEEN_FILE, expand_shards
 from vlkit.errors import VlkitError
 from vlkit.models.clip import Clip, ClipSpec, load_clip
+from vlkit.pipelines.table import ResultTable, run_grid
 from vlkit.runtime.distributed import is_main_process
 from vlkit.runtime.files import write_bytes_atomic, write_json_atomic
 from vlkit.shapes.meta import unseen_classes_of_world
@@ -69,6 +70,54 @@ def run_zeroshot(
         confusion_matrix_chart(result["confusion"]["matrix"], names, "ensemble confusion"),
     )
     return result
+
+
+ZEROSHOT_COLUMNS = ["top1", "top5", "best_template_top1", "seen_top1", "unseen_top1", "n_images"]
+
+
+def run_zeroshot_grid(
+    specs: Sequence[ClipSpec],
+    datasets: Sequence[Path | str],
+    templates: str,
+    out: Path,
+    class_names: str | None = None,
+    batch_size: int = 64,
+    on_bad_image: str = "error",
+) -> ResultTable:
+    """`run_zeroshot` for every model and dataset (folders as Paths, shard patterns as strs), each model
+    loaded once; one table of the ensemble's figures (`vlkit.pipelines.table`)."""
+    by_name = {spec.name: spec for spec in specs}
+    by_label = {str(data): data for data in datasets}
+
+    def run_pair(clip: Clip, model: str, label: str, pair_out: Path) -> dict:
+        return run_zeroshot(
+            by_name[model], by_label[label], templates, pair_out, class_names, batch_size, on_bad_image, clip
+        )
+
+    table = ResultTable("zeroshot", ZEROSHOT_COLUMNS, "top1")
+    return run_grid(
+        [spec.name for spec in specs],
+        list(by_label),
+        out,
+        table,
+        lambda model: load_clip(by_name[model]),
+        run_pair,
+        zeroshot_summary,
+    )
+
+
+def zeroshot_summary(result: dict) -> dict[str, float | None]:
+    """The table's figures of one RESULTS.json: the ensemble's accuracies and the best single template's."""
+    best = max(result["templates"], key=lambda t: t["top1"])
+    ensemble = result["ensemble"]
+    return {
+        "top1": ensemble["top1"],
+        "top5": ensemble["top5"],
+        "best_template_top1": best["top1"],
+        "seen_top1": ensemble["seen_top1"],
+        "unseen_top1": ensemble["unseen_top1"],
+        "n_images": result["n_images"],
+    }
 
 
 def _shard_classes(pattern: str, class_names: str | None) -> tuple[list[str], list[int]]:
