@@ -24,7 +24,7 @@ SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)  # in id order: [PAD] is 0
 def train_wordpiece_tokenizer(
     texts: Iterable[str], vocab_size: int = 1000, model_max_length: int = 40
 ) -> PreTrainedTokenizerFast:
-    """Train a lower-casing WordPiece on `texts` (deterministic: the same texts give the same vocabulary)."""
+    """Train a lower-casing WordPiece on `texts`; the same texts give the same ids, run after run."""
     tokenizer = Tokenizer(models.WordPiece(unk_token=UNK))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -33,6 +33,11 @@ def train_wordpiece_tokenizer(
         vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
+    # The trainer numbers its alphabet in hash order, which changes from run to run; WordPiece's matching
+    # (longest piece first) does not depend on the ids, so renumber: the specials, then the pieces sorted.
+    pieces = sorted(set(tokenizer.get_vocab()) - set(SPECIAL_TOKENS))
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *pieces])}
+    tokenizer.model = models.WordPiece(vocab=vocab, unk_token=UNK)
     cls_id, sep_id = tokenizer.token_to_id(CLS), tokenizer.token_to_id(SEP)
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{CLS} $A {SEP}",
