@@ -180,14 +180,23 @@ def read_checkpoint(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
 
 
 def _vocab_tokenizer(vocab_file: Path, config: ViLBertConfig) -> Any:
-    from transformers import BertTokenizerFast
+    """BERT's uncased WordPiece over a vocab.txt: one word piece a line, its id the line's number."""
+    from transformers import BertTokenizer
 
     if not vocab_file.is_file():
         raise VlkitError(f"{vocab_file}: vocabulary file not found")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
-    if len(tokenizer) != config.vocab_size:
-        raise VlkitError(f"{vocab_file}: {len(tokenizer)} word pieces, but vocab_size is {config.vocab_size}")
-    return tokenizer
+    try:
+        pieces = vocab_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VlkitError(f"{vocab_file}: cannot read it as UTF-8 text ({str(exc).splitlines()[0]})") from exc
+    vocab = {piece: i for i, piece in enumerate(pieces)}
+    if len(vocab) != len(pieces):
+        raise VlkitError(f"{vocab_file}: a word piece appears twice")
+    if len(vocab) != config.vocab_size:
+        raise VlkitError(f"{vocab_file}: {len(vocab)} word pieces, but vocab_size is {config.vocab_size}")
+    if "[UNK]" not in vocab or "[PAD]" not in vocab:
+        raise VlkitError(f"{vocab_file}: no [UNK] or no [PAD] (BERT's special pieces)")
+    return BertTokenizer(vocab=vocab, do_lower_case=True)
 
 
 def load_bert_text_stream(model: ViLBertModel, state: dict[str, torch.Tensor], source: str) -> list[str]:
