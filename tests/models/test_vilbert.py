@@ -298,6 +298,8 @@ BAD_BATCHES = {
         region_mask=lambda m: torch.cat([torch.zeros_like(m[:1]), m[1:]])
     ),  # an image without
     "input_ids": _bad(input_ids=lambda i: i + TINY_VILBERT.vocab_size),
+    "token_type_ids": {**tiny_batch().inputs(), "token_type_ids": torch.full((3, 6), 2)},
+    "token_type_ids ": {**tiny_batch().inputs(), "token_type_ids": torch.zeros(3, 5, dtype=torch.long)},
 }
 
 

@@ -31,8 +31,16 @@ def check_inputs(
         -1
     ) & real_regions
     bad_ids = (input_ids < 0) | (input_ids >= config.vocab_size)
+    types = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
+    bad_types = (types < 0) | (types >= config.type_vocab_size)
     flags = torch.stack(
-        [bad_boxes.any(), ~real_regions.any(1).all(), ~real_words.any(1).all(), bad_ids.any()]
+        [
+            bad_boxes.any(),
+            ~real_regions.any(1).all(),
+            ~real_words.any(1).all(),
+            bad_ids.any(),
+            bad_types.any(),
+        ]
     ).tolist()  # the one sync
     if flags[0]:
         sample, region = (int(i) for i in bad_boxes.nonzero()[0])
@@ -50,6 +58,11 @@ def check_inputs(
     if flags[3]:
         word = int(input_ids[bad_ids][0])
         raise VlkitError(f"input_ids: id {word} is outside the vocabulary [0, {config.vocab_size})")
+    if flags[4]:
+        kind = int(types[bad_types][0])
+        raise VlkitError(
+            f"token_type_ids: type {kind} is outside [0, type_vocab_size {config.type_vocab_size})"
+        )
 
 
 def _check_shapes(
