@@ -1,5 +1,5 @@
 """`vlkit convert ...`: checkpoints of other layouts made HF folders that vlkit loads
-(`vlkit.models.convert_gpt2`)."""
+(`vlkit.models.convert_gpt2`, `vlkit.models.vilbert.convert`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 
 app = typer.Typer(
-    help="Convert checkpoints of other layouts into HF model folders that vlkit loads (GPT-2: --decoder).",
+    help="Convert checkpoints of other layouts into HF model folders that vlkit loads (GPT-2: --decoder; "
+    "ViLBERT: the reference's).",
     no_args_is_help=True,
 )
 console = Console()
@@ -47,3 +48,42 @@ def gpt2(
     if weights.dropped:
         notes.append(f"{len(weights.dropped)} mask buffers dropped")
     console.print(f"[green]wrote[/] {out}  ({describe(weights.config)}; {', '.join(notes)})")
+
+
+@app.command("vilbert")
+def vilbert(
+    ctx: typer.Context,
+    state_dict: Path = typer.Option(
+        ...,
+        "--state-dict",
+        help="A facebookresearch/vilbert-multi-task checkpoint (pre-training or multi-task): .safetensors, "
+        "or with `vlkit --allow-pickle` its pytorch_model_N.bin (read with torch.load(weights_only=True)).",
+    ),
+    config: Path = typer.Option(
+        ...,
+        "--config",
+        help="The reference's JSON config it was trained with (e.g. bert_base_6layer_6conect.json).",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder to write: config.json, model.safetensors (and tokenizer)."
+    ),
+    vocab: Path = typer.Option(
+        None, "--vocab", help="WordPiece vocab.txt to save as the folder's tokenizer (bert-base-uncased's)."
+    ),
+) -> None:
+    """Convert a reference ViLBERT checkpoint into a vlkit ViLBERT folder with the same outputs; the
+    reference's unused weights and heads vlkit has no task for are dropped, missing fine-tuning heads new."""
+    from vlkit.cli.context import allow_pickle
+    from vlkit.models.vilbert.convert import convert_vilbert
+
+    converted = convert_vilbert(state_dict, config, out, allow_pickle(ctx), vocab)
+    c = converted.config
+    notes = [f"{len(converted.state)} weights"]
+    if converted.dropped:
+        notes.append(f"{len(converted.dropped)} dropped")
+    if converted.new:
+        notes.append(f"new heads: {', '.join(sorted({name.split('.')[0] for name in converted.new}))}")
+    console.print(
+        f"[green]wrote[/] {out}  (ViLBERT: {c.num_hidden_layers} text + {c.v_num_hidden_layers} visual + "
+        f"{c.num_coattention_layers} co-attention layers; {', '.join(notes)})"
+    )
