@@ -145,7 +145,7 @@ def encode_image_files(
     starts = range(share.start, share.stop, batch_size)
     for start in track(starts, "encode images", total=len(starts)):
         batch = read_images(paths[start : min(start + batch_size, share.stop)], on_bad_image=on_bad_image)
-        skipped.extend((str(p), r) for p, r in batch.skipped)
+        skipped.extend((str(s.path), s.reason) for s in batch.skipped)
         if batch.images:
             features.append(clip.encode_images(clip.preprocess(batch.images)).cpu())
             kept.extend(start + i for i in batch.kept)
