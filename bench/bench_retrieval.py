@@ -224,7 +224,7 @@ def run(quick: bool) -> list[BenchRow]:
     except ImportError as exc:
         raise SystemExit(
             f"bench retrieval needs CLIP_benchmark and open_clip: pip install 'vlkit[bench]' ({exc})"
-        )
+        ) from exc
 
     progress.set_enabled(False)
     n_images = 16 if quick else 64
