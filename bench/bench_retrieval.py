@@ -241,7 +241,9 @@ def run(quick: bool) -> list[BenchRow]:
         items = n_images * (1 + CAPTIONS_PER_IMAGE)
         timed = {}
         for name, clip in clips.items():
-            timed[name] = best_of(lambda clip=clip: retrieve_files(clip, dataset, BATCH_SIZE), repeats=2)
+            timed[name] = best_of(
+                lambda clip=clip: retrieve_files(clip, dataset, BATCH_SIZE), 2, warmup=False
+            )
         for amp in (True, False):
             timed[f"peer amp={amp}"] = best_of(
                 lambda amp=amp: _peer_run(peer, tokenizer, dataset, transform, amp), 2
