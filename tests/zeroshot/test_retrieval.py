@@ -241,3 +241,21 @@ def test_each_process_encodes_only_its_share_of_the_captions_and_gets_all_back(m
     everything = retrieval_module.encode_texts_in_shares(first, texts)
     assert second.asked == [texts[3:]] and first.asked == [texts[:3]]
     assert torch.equal(everything, _CountingClip().encode_texts(texts))
+
+
+def test_a_run_that_fails_half_way_leaves_the_earlier_r_json_intact(
+    tiny_clip_dir, shapes_world, tmp_path, monkeypatch
+):
+    out = tmp_path / "R.json"
+    out.write_text('{"earlier": true}')
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt  # stopped while the captions encode, after the images
+
+    monkeypatch.setattr(retrieval_module, "encode_texts_in_shares", fail)
+    with pytest.raises(SystemExit):
+        main(
+            ["--quiet", "retrieval", "--model", str(tiny_clip_dir), *_folder(shapes_world), "--out", str(out)]
+        )
+    assert json.loads(out.read_text()) == {"earlier": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["R.json"]
