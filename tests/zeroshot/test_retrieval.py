@@ -16,7 +16,7 @@ from tests.models.tiny import save_tiny_clip
 from vlkit.cli.main import main
 from vlkit.data.images import read_images
 from vlkit.models.clip import ClipSpec, load_clip
-from vlkit.pipelines.retrieval import RetrievalSource, retrieval_summary, run_retrieval
+from vlkit.pipelines.retrieval import RETRIEVAL_COLUMNS, RetrievalSource, retrieval_summary, run_retrieval
 
 DIRECTION_KEYS = ["R@1", "R@5", "R@10", "median_rank", "mean_rank"]
 
@@ -70,9 +70,11 @@ def test_retrieval_command_writes_the_layout_and_the_reference_ranks(
         assert list(document[direction]) == DIRECTION_KEYS
         assert document[direction] == pytest.approx(expected[direction], rel=1e-12)
     assert 0 < document["text_to_image"]["R@10"] < 1  # neither trivial nor empty on 20 images
-    assert retrieval_summary(document) == {
-        k: v for k, v in document.items() if not k.startswith(("per_", "sk"))
-    }
+    summary = retrieval_summary(document)
+    assert list(summary) == RETRIEVAL_COLUMNS
+    assert summary["text_to_image_R@5"] == document["text_to_image"]["R@5"]
+    assert summary["image_to_text_median_rank"] == document["image_to_text"]["median_rank"]
+    assert (summary["n_images"], summary["n_texts"]) == (20, document["n_texts"])
 
 
 def test_shards_give_the_folder_figures(tiny_clip_dir, shapes_world, tmp_path):

@@ -2,7 +2,7 @@
 or caption shards), ranked by `vlkit.zeroshot.retrieval`, written as R.json.
 
 `run_retrieval` returns the whole document; `retrieval_summary` keeps the figures a models x datasets table
-needs (no per-item lists).
+needs (`RETRIEVAL_COLUMNS`, no per-item lists).
 """
 
 from __future__ import annotations
@@ -14,22 +14,15 @@ from typing import Any
 from vlkit.data.captions import load_caption_dataset
 from vlkit.data.shards import expand_shards
 from vlkit.errors import VlkitError
-from vlkit.metrics.retrieval import RankSummary
+from vlkit.metrics.retrieval import RECALL_KS, RankSummary
 from vlkit.models.clip import Clip, ClipSpec, load_clip
 from vlkit.runtime.distributed import is_main_process
 from vlkit.runtime.files import write_json_atomic
 from vlkit.zeroshot.retrieval import RetrievalResult, retrieve_files, retrieve_shards
 
-SUMMARY_KEYS = (
-    "model",
-    "data",
-    "precision",
-    "scoring",
-    "n_images",
-    "n_texts",
-    "image_to_text",
-    "text_to_image",
-)
+DIRECTIONS = ("image_to_text", "text_to_image")
+DIRECTION_FIGURES = (*(f"R@{k}" for k in RECALL_KS), "median_rank", "mean_rank")
+RETRIEVAL_COLUMNS = [f"{d}_{f}" for d in DIRECTIONS for f in DIRECTION_FIGURES] + ["n_images", "n_texts"]
 TOP_TEXTS = 5  # retrieved captions listed per image in R.json
 
 
@@ -89,9 +82,16 @@ def run_retrieval(
     return document
 
 
-def retrieval_summary(document: dict[str, Any]) -> dict[str, Any]:
-    """The figures of an R.json document without its per-image and per-text lists."""
-    return {key: document[key] for key in SUMMARY_KEYS}
+def retrieval_summary(document: dict[str, Any]) -> dict[str, float | None]:
+    """The figures of one R.json for a table of models x datasets, flat and named as open_clip names its
+    retrieval metrics (`image_to_text_R@1`, ..., `text_to_image_mean_rank`), plus the set's sizes; the keys
+    are `RETRIEVAL_COLUMNS`."""
+    figures = {
+        f"{direction}_{name}": value
+        for direction in DIRECTIONS
+        for name, value in document[direction].items()
+    }
+    return {**figures, "n_images": document["n_images"], "n_texts": document["n_texts"]}
 
 
 def _direction(summary: RankSummary) -> dict[str, float]:
