@@ -61,6 +61,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench
 
 bench: $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(PY) -m bench
 
 clean:

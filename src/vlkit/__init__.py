@@ -46,6 +46,11 @@ _API: dict[str, str] = {
     "analyse_prompts": "vlkit.zeroshot.classifier",
     "score_templates": "vlkit.zeroshot.classifier",
     "resolve_templates": "vlkit.zeroshot.classifier",
+    "RetrievalResult": "vlkit.zeroshot.retrieval",
+    "retrieve_files": "vlkit.zeroshot.retrieval",
+    "retrieve_shards": "vlkit.zeroshot.retrieval",
+    "RetrievalRanks": "vlkit.metrics.retrieval",
+    "retrieval_ranks": "vlkit.metrics.retrieval",
     "ClipTrainConfig": "vlkit.train.config",
     "train_clip": "vlkit.train.clip_trainer",
     # captioning

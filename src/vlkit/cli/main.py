@@ -23,6 +23,7 @@ from vlkit.cli import demo as demo_cli
 from vlkit.cli import evaluate as evaluate_cli
 from vlkit.cli import lm as lm_cli
 from vlkit.cli import report as report_cli
+from vlkit.cli import retrieval as retrieval_cli
 from vlkit.cli import standins as standins_cli
 from vlkit.cli import zeroshot as zeroshot_cli
 from vlkit.errors import ConfigError, VlkitError
@@ -46,6 +47,7 @@ app.add_typer(caption_cli.app, name="caption")
 app.add_typer(standins_cli.app, name="standins")
 app.add_typer(convert_cli.app, name="convert")
 app.command(name="zeroshot")(zeroshot_cli.zeroshot)
+app.command(name="retrieval")(retrieval_cli.retrieval)
 app.command(name="demo")(demo_cli.demo)
 app.command(name="evaluate")(evaluate_cli.evaluate)
 app.command(name="report")(report_cli.report)

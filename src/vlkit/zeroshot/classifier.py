@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import torch
 
@@ -28,6 +29,7 @@ from vlkit.runtime.progress import track
 from vlkit.zeroshot.templates import PLACEHOLDER, TEMPLATE_SETS
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
 def resolve_templates(name_or_file: str) -> list[str]:
@@ -143,7 +145,7 @@ def encode_image_files(
     starts = range(share.start, share.stop, batch_size)
     for start in track(starts, "encode images", total=len(starts)):
         batch = read_images(paths[start : min(start + batch_size, share.stop)], on_bad_image=on_bad_image)
-        skipped.extend((str(p), r) for p, r in batch.skipped)
+        skipped.extend((str(s.path), s.reason) for s in batch.skipped)
         if batch.images:
             features.append(clip.encode_images(clip.preprocess(batch.images)).cpu())
             kept.extend(start + i for i in batch.kept)
@@ -294,18 +296,41 @@ class ShardImages:
 def encode_shard_images(
     clip: Clip, urls: Sequence[str], batch_size: int = 64, on_bad_image: str = "error"
 ) -> ShardImages:
-    """Stream classification shards and encode every image once. Under `accelerate launch` process p
-    streams shards p, p+N, ... and every process gets everything back in shard order."""
+    """Stream classification shards and encode every image once (`encode_shard_samples`)."""
+    encoded = encode_shard_samples(clip, urls, shard_label, batch_size, on_bad_image)
+    return ShardImages(encoded.embeddings, encoded.records, encoded.names)
+
+
+@dataclass
+class ShardEncoding(Generic[R]):
+    """Shards encoded once: `records[i]` is what `describe` kept of encoded sample `names[i]` (URL#file)."""
+
+    embeddings: ImageEmbeddings
+    records: list[R]
+    names: list[str]
+
+
+def encode_shard_samples(
+    clip: Clip,
+    urls: Sequence[str],
+    describe: Callable[[ShardSample], R],
+    batch_size: int = 64,
+    on_bad_image: str = "error",
+) -> ShardEncoding[R]:
+    """Stream shards and encode every image once, keeping `describe(sample)` of each image encoded (its
+    label, its captions: read before the image is decoded, so a sample that lacks it fails even when its
+    image is skipped). Under `accelerate launch` process p streams shards p, p+N, ... and every process
+    gets everything back in shard order."""
 
     def encode_shard(url: str, samples: Iterator[ShardSample]) -> tuple[list, list, list, list]:
-        features, labels, names, skipped, batch = [], [], [], [], []
+        features, records, names, skipped, batch = [], [], [], [], []
 
         def flush() -> None:
             features.append(clip.encode_images(clip.preprocess(batch)).cpu())
             batch.clear()
 
         for sample in samples:
-            name, label = f"{url}#{sample.file_name}", shard_label(sample)
+            name, record = f"{url}#{sample.file_name}", describe(sample)
             try:
                 image = sample.image
             except VlkitError as exc:
@@ -314,24 +339,24 @@ def encode_shard_images(
                 skipped.append((name, str(exc)))
                 continue
             batch.append(image)
-            labels.append(label)
+            records.append(record)
             names.append(name)
             if len(batch) == batch_size:
                 flush()
         if batch:
             flush()
-        return features, labels, names, skipped
+        return features, records, names, skipped
 
-    features, labels, names, skipped = [], [], [], []
-    for shard_features, shard_labels, shard_names, shard_skipped in map_shards(
+    features, records, names, skipped = [], [], [], []
+    for shard_features, shard_records, shard_names, shard_skipped in map_shards(
         urls, encode_shard, "encode shards"
     ):
         features += shard_features
-        labels += shard_labels
+        records += shard_records
         names += shard_names
         skipped += shard_skipped
     dim = features[0].shape[1] if features else 0
     embeddings = ImageEmbeddings(
         torch.cat(features) if features else torch.empty(0, dim), list(range(len(names))), skipped
     )
-    return ShardImages(embeddings, labels, names)
+    return ShardEncoding(embeddings, records, names)
