@@ -60,9 +60,8 @@ def run_probe(
     config = config or ProbeConfig()
     template_list = resolve_templates(templates)
     train_set, test_set = _load_splits(train, test, class_names)
-    split = draw_split(
-        train_set.labels, train_set.class_names, config
-    )  # a bad --few-shot fails before loading
+    # drawn from the labels alone, before the model loads: a --few-shot too large fails at once
+    split = draw_split(train_set.labels, train_set.class_names, config)
     clip = clip or load_clip(spec)
     trained, pool = _fit(clip, train_set, split, config, batch_size, on_bad_image)
     test_images = encode_image_files(clip, test_set.paths, batch_size, on_bad_image)
