@@ -1,6 +1,6 @@
 """The source tree's shape: data flows one way through the tiers, nothing loose, no file over 400 lines.
 
-Tiers, lowest first: runtime < data, shapes, metrics < models < zeroshot, captioning < train < viz <
+Tiers, lowest first: runtime < data, shapes, metrics < models < zeroshot, probe, captioning < train < viz <
 pipelines < cli. A module may import from its own tier or below; `vlkit.errors` is below them all and the
 package root (`vlkit/__init__.py`, the lazy public API) imports nothing at import time.
 """
@@ -19,6 +19,7 @@ TIERS = {
     "metrics": 1,
     "models": 2,
     "zeroshot": 3,
+    "probe": 3,
     "captioning": 3,
     "train": 4,
     "viz": 5,

@@ -66,15 +66,26 @@ def test_models_by_datasets_table_equals_single_runs(two_clips, shapes_world, tm
 def test_a_failing_pair_keeps_the_finished_ones(two_clips, shapes_world, tmp_path, capsys):
     broken = tmp_path / "broken"
     shutil.copytree(shapes_world / "classification" / "val", broken)
-    (broken / "id2label.json").write_text("{not json")
+    damaged = sorted(broken.glob("*.png"))[3]
+    damaged.write_bytes(b"not a png")  # found only when its pixels are read, during the second pair
     out, val = tmp_path / "zs.json", shapes_world / "classification" / "val"
     with pytest.raises(SystemExit) as exc:
         main(["-q", "zeroshot", "--model", two_clips[0], "--data", str(val), "--data", str(broken),
               "--out", str(out)])  # fmt: skip
     assert exc.value.code == 2
-    assert "id2label.json" in capsys.readouterr().err
+    assert damaged.name in capsys.readouterr().err
     rows = json.loads(out.read_text())["rows"]
     assert len(rows) == 1 and rows[0]["data"].endswith("val")
+
+
+def test_a_missing_dataset_is_named_before_any_pair_runs(two_clips, shapes_world, tmp_path, capsys):
+    out, val = tmp_path / "zs.json", shapes_world / "classification" / "val"
+    with pytest.raises(SystemExit) as exc:
+        main(["-q", "zeroshot", "--model", two_clips[0], "--data", str(val), "--data", str(tmp_path / "nope"),
+              "--out", str(out)])  # fmt: skip
+    assert exc.value.code == 2
+    assert "nope: dataset folder not found" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_the_same_model_twice_is_one_line(two_clips, shapes_world, tmp_path, capsys):
@@ -95,3 +106,27 @@ def test_markdown_pivots_the_headline_and_slugs_are_file_names():
     assert "| m/one | 0.5000 | - |" in text and "b\\|c" in text and "| 10 |" in text
     assert slug("openai/clip-vit-base-patch32") == "openai-clip-vit-base-patch32"
     assert slug("vlkit:shapes-clip") == "vlkit-shapes-clip"
+
+
+def test_retrieval_table_pairs_annotations_with_images_in_order(two_clips, shapes_world, tmp_path, capsys):
+    world = str(shapes_world)
+    out, single = tmp_path / "r.json", tmp_path / "single.json"
+    _run("retrieval", "--model", two_clips[0], "--model", two_clips[1],
+         "--annotations", f"{world}/val.json", "--images", f"{world}/images",
+         "--annotations", f"{world}/train.json", "--images", f"{world}/images",
+         "--out", str(out))  # fmt: skip
+    table = json.loads(out.read_text())
+    assert table["task"] == "retrieval" and len(table["rows"]) == 4
+    _run("retrieval", "--model", two_clips[1], "--annotations", f"{world}/train.json", "--images",
+         f"{world}/images", "--out", str(single))  # fmt: skip
+    alone = json.loads(single.read_text())
+    row = table["rows"][3]["metrics"]
+    assert row["image_to_text_R@1"] == alone["image_to_text"]["R@1"]
+    assert row["text_to_image_mean_rank"] == alone["text_to_image"]["mean_rank"]
+    assert row["n_texts"] == alone["n_texts"]
+    with pytest.raises(SystemExit) as exc:
+        main(["-q", "retrieval", "--model", two_clips[0], "--annotations", f"{world}/val.json",
+              "--annotations", f"{world}/train.json", "--images", f"{world}/images",
+              "--out", str(out)])  # fmt: skip
+    assert exc.value.code == 2
+    assert "--images: give one per --annotations" in capsys.readouterr().err

@@ -197,7 +197,11 @@ BAD_INPUT = {
         "--images: needed with --annotations",
     ),
     "no source": (lambda w, t: [], "give --annotations with --images"),
-    "both sources": (lambda w, t: [*_folder(w), "--shards", "x.tar"], "--shards: give either --shards or"),
+    # A folder and shards are two caption sets of one table: the missing shard is named after the first ran.
+    "missing shard beside a folder": (
+        lambda w, t: [*_folder(w), "--shards", "x.tar"],
+        "x.tar: shard not found (pattern x.tar)",
+    ),
     "batch size": (
         lambda w, t: [*_folder(w), "--batch-size", "0"],
         "--batch-size: must be at least 1, got 0",

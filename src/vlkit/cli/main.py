@@ -22,6 +22,7 @@ from vlkit.cli import data as data_cli
 from vlkit.cli import demo as demo_cli
 from vlkit.cli import evaluate as evaluate_cli
 from vlkit.cli import lm as lm_cli
+from vlkit.cli import probe as probe_cli
 from vlkit.cli import report as report_cli
 from vlkit.cli import retrieval as retrieval_cli
 from vlkit.cli import standins as standins_cli
@@ -48,6 +49,7 @@ app.add_typer(standins_cli.app, name="standins")
 app.add_typer(convert_cli.app, name="convert")
 app.command(name="zeroshot")(zeroshot_cli.zeroshot)
 app.command(name="retrieval")(retrieval_cli.retrieval)
+app.command(name="probe")(probe_cli.probe)
 app.command(name="demo")(demo_cli.demo)
 app.command(name="evaluate")(evaluate_cli.evaluate)
 app.command(name="report")(report_cli.report)

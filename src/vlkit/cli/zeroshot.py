@@ -67,6 +67,7 @@ def zeroshot(
 ) -> None:
     """Score every prompt template alone and their ensemble on one pass over the images."""
     from vlkit.cli.context import allow_pickle
+    from vlkit.cli.grid import print_grid
     from vlkit.data.images import check_policy
     from vlkit.models.clip import ClipSpec
     from vlkit.pipelines.zeroshot import run_zeroshot, run_zeroshot_grid
@@ -93,19 +94,6 @@ def zeroshot(
         console.print(f"[yellow]skipped {len(result['skipped'])} unreadable image(s)[/] (listed in {out})")
     stem = out.with_suffix("")
     console.print(f"wrote {out}, {stem}_templates.png, {stem}_confusion.png")
-
-
-def print_grid(table) -> None:
-    """A models x datasets table (`vlkit.pipelines.table.ResultTable`): its headline figure per pair."""
-    datasets = list(dict.fromkeys(row.data for row in table.rows))
-    grid = Table(title=f"{table.task}: {table.headline}, models x datasets")
-    grid.add_column("model")
-    for name in datasets:
-        grid.add_column(name, justify="right")
-    cells = {(row.model, row.data): row.metrics.get(table.headline) for row in table.rows}
-    for model in dict.fromkeys(row.model for row in table.rows):
-        grid.add_row(model, *(_pct(cells.get((model, name))) for name in datasets))
-    console.print(grid)
 
 
 def print_table(result: dict, top: int) -> None:

@@ -89,6 +89,24 @@ def load_classification_dataset(
     )
 
 
+def check_same_classes(first: ClassificationDataset, second: ClassificationDataset) -> None:
+    """Two splits of one problem (a probe's training and test folders) must name the same classes in the
+    same order, since a label is an index into them; VlkitError names both folders and the first
+    difference."""
+    a, b = first.class_names, second.class_names
+    if a == b:
+        return
+    only_first = [name for name in a if name not in b]
+    only_second = [name for name in b if name not in a]
+    if only_first or only_second:
+        side, name = (first.root, only_first[0]) if only_first else (second.root, only_second[0])
+        difference = f"{len(a)} classes against {len(b)}; only {side} has {name!r}"
+    else:
+        at = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
+        difference = f"the same names in another order (class {at} is {a[at]!r} against {b[at]!r})"
+    raise VlkitError(f"{first.root} and {second.root} name different classes: {difference}")
+
+
 def read_class_names(source: Sequence[str] | str | os.PathLike[str]) -> list[str]:
     """Class names from a sequence, a text file (one per line) or a JSON list / id2label object; validated."""
     if not isinstance(source, (str, os.PathLike)):

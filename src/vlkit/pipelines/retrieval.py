@@ -16,6 +16,7 @@ from vlkit.data.shards import expand_shards
 from vlkit.errors import VlkitError
 from vlkit.metrics.retrieval import RECALL_KS, RankSummary
 from vlkit.models.clip import Clip, ClipSpec, load_clip
+from vlkit.pipelines.table import ResultTable, run_grid
 from vlkit.runtime.distributed import is_main_process
 from vlkit.runtime.files import write_json_atomic
 from vlkit.zeroshot.retrieval import RetrievalResult, retrieve_files, retrieve_shards
@@ -80,6 +81,53 @@ def run_retrieval(
     if is_main_process():  # under `accelerate launch` every process has the result; one writes it
         write_json_atomic(out, document)
     return document
+
+
+def retrieval_sources(
+    annotations: list[Path], images: list[Path], shards: list[str]
+) -> list[RetrievalSource]:
+    """The caption sets of a command line: each `--annotations` with the `--images` given in the same
+    position, then each `--shards` pattern."""
+    if len(annotations) != len(images):
+        if not annotations or not images:  # one given without the other: the single set's own line
+            RetrievalSource(annotations[0] if annotations else None, images[0] if images else None).check()
+        raise VlkitError(
+            f"--images: give one per --annotations, in the same order ({len(annotations)} --annotations, "
+            f"{len(images)} --images)"
+        )
+    pairs = [RetrievalSource(a, i) for a, i in zip(annotations, images, strict=True)]
+    sources = pairs + [RetrievalSource(shards=pattern) for pattern in shards]
+    if not sources:
+        RetrievalSource().check()  # the one line that says what to give
+    return sources
+
+
+def run_retrieval_grid(
+    specs: list[ClipSpec],
+    sources: list[RetrievalSource],
+    out: Path,
+    batch_size: int = 64,
+    on_bad_image: str = "error",
+) -> ResultTable:
+    """`run_retrieval` for every model and caption set, each model loaded once; one table of the figures
+    (`vlkit.pipelines.table`), image-to-text R@1 as the headline."""
+    by_name = {spec.name: spec for spec in specs}
+    by_label = {source.name: source for source in sources}
+
+    def run_pair(clip: Clip, model: str, label: str, pair_out: Path) -> dict[str, Any]:
+        return run_retrieval(by_name[model], by_label[label], pair_out, batch_size, on_bad_image, clip)
+
+    def check(label: str) -> None:
+        source = by_label[label]
+        source.check()
+        if source.shards is not None:
+            expand_shards(source.shards)  # names a missing shard
+        else:
+            load_caption_dataset(source.annotations, source.images, require_captions=False)
+
+    table = ResultTable("retrieval", RETRIEVAL_COLUMNS, "image_to_text_R@1")
+    load = lambda model: load_clip(by_name[model])  # noqa: E731
+    return run_grid(list(by_name), list(by_label), out, table, load, run_pair, retrieval_summary, check)
 
 
 def retrieval_summary(document: dict[str, Any]) -> dict[str, float | None]:

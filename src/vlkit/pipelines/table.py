@@ -64,6 +64,7 @@ def run_grid(
     load: Callable[[str], Any],
     run_pair: Callable[[Any, str, str, Path], dict[str, Any]],
     summarize: Callable[[dict[str, Any]], dict[str, float | None]],
+    check: Callable[[str], None] | None = None,
 ) -> ResultTable:
     """Run `run_pair(loaded_model, model, dataset, pair_out)` for every model (loaded once with `load`) and
     dataset, write each pair's document under `out`'s folder and the table beside `out` after each pair.
@@ -75,9 +76,13 @@ def run_grid(
         load: model name -> the loaded model (a `Clip`).
         run_pair: runs one pair and writes its document to `pair_out`; returns the document.
         summarize: a pair's document -> its figures, keyed by `table.columns`.
+        check: run on every dataset before any model loads, so that a missing file of the last dataset is
+            named at once rather than after the first pairs' minutes of work.
     """
     check_unique(models, "--model")
     check_unique(datasets, "--data")
+    for data in datasets if check is not None else ():
+        check(data)
     folder = out.with_suffix("")
     for model in models:
         loaded = load(model)

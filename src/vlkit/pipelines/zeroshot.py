@@ -94,6 +94,13 @@ def run_zeroshot_grid(
             by_name[model], by_label[label], templates, pair_out, class_names, batch_size, on_bad_image, clip
         )
 
+    def check(label: str) -> None:
+        data = by_label[label]
+        if isinstance(data, str):
+            _shard_classes(data, class_names)  # names a missing shard or its class names
+        else:
+            load_classification_dataset(data, class_names)
+
     table = ResultTable("zeroshot", ZEROSHOT_COLUMNS, "top1")
     return run_grid(
         [spec.name for spec in specs],
@@ -103,6 +110,7 @@ def run_zeroshot_grid(
         lambda model: load_clip(by_name[model]),
         run_pair,
         zeroshot_summary,
+        check,
     )
 
 
