@@ -130,3 +130,21 @@ def test_retrieval_table_pairs_annotations_with_images_in_order(two_clips, shape
               "--out", str(out)])  # fmt: skip
     assert exc.value.code == 2
     assert "--images: give one per --annotations" in capsys.readouterr().err
+
+
+def test_probe_table_runs_each_train_test_pair(two_clips, shapes_world, tmp_path):
+    train, val = shapes_world / "classification" / "train", shapes_world / "classification" / "val"
+    other = tmp_path / "val-copy"
+    shutil.copytree(val, other)
+    out, single = tmp_path / "p.json", tmp_path / "single.json"
+    _run("probe", "--model", two_clips[0], "--train", str(train), "--test", str(val), "--train", str(train),
+         "--test", str(other), "--out", str(out))  # fmt: skip
+    table = json.loads(out.read_text())
+    assert table["headline"] == "probe_top1"
+    assert [r["data"] for r in table["rows"]] == [f"{train} -> {val}", f"{train} -> {other}"]
+    _run("probe", "--model", two_clips[0], "--train", str(train), "--test", str(val), "--out", str(single))
+    alone = json.loads(single.read_text())
+    row = table["rows"][0]["metrics"]
+    assert (row["probe_top1"], row["c"], row["zeroshot_top1"]) == (
+        alone["top1"], alone["c"], alone["zeroshot"]["top1"]
+    )

@@ -19,15 +19,26 @@ console = Console()
 def probe(
     ctx: typer.Context,
     values: dict,
-    model: str = typer.Option(..., "--model", help="Hub id, local folder, or open_clip:ARCH/PRETRAINED."),
-    train: Path = typer.Option(
+    model: list[str] = typer.Option(
+        ...,
+        "--model",
+        help="Hub id, local folder, or open_clip:ARCH/PRETRAINED; repeat it for a models x datasets table.",
+    ),
+    train: list[Path] = typer.Option(
         ...,
         "--train",
         help="Training classification folder ({class_id}_{n}.png + id2label.json, or ImageFolder); C is "
-        "chosen on part of it.",
+        "chosen on part of it. Repeat it (each with its --test) for several datasets.",
     ),
-    test: Path = typer.Option(..., "--test", help="Test classification folder with the same classes."),
-    out: Path = typer.Option(Path("probe.json"), "--out", help="P.json to write."),
+    test: list[Path] = typer.Option(
+        ..., "--test", help="Test classification folder with the same classes, one per --train."
+    ),
+    out: Path = typer.Option(
+        Path("probe.json"),
+        "--out",
+        help="P.json to write. With several models or datasets: the table (also .csv and .md), each "
+        "pair's P.json in the folder of the same name.",
+    ),
     templates: str = typer.Option(
         "seed", "--templates", help="Zero-shot templates: seed, imagenet80, or a file with one per line."
     ),
@@ -48,15 +59,29 @@ def probe(
     """Fit a logistic-regression probe on frozen image embeddings (C chosen on held-out training images,
     never on the test split); score it and zero-shot on the test folder."""
     from vlkit.cli.context import allow_pickle
+    from vlkit.cli.grid import print_grid
     from vlkit.data.images import check_policy
     from vlkit.models.clip import ClipSpec
-    from vlkit.pipelines.probe import run_probe
+    from vlkit.pipelines.probe import probe_splits, run_probe, run_probe_grid
     from vlkit.runtime.distributed import is_main_process
 
     check_policy(on_bad_image)
     config = build(ProbeConfig, values)
-    spec = ClipSpec(model, device=device, precision=precision, allow_pickle=allow_pickle(ctx))
-    result = run_probe(spec, train, test, out, config, templates, class_names, batch_size, on_bad_image)
+    splits = probe_splits(train, test)
+    specs = [ClipSpec(m, device=device, precision=precision, allow_pickle=allow_pickle(ctx)) for m in model]
+    if len(specs) > 1 or len(splits) > 1:
+        options = (config, templates, class_names, batch_size, on_bad_image)
+        table = run_probe_grid(specs, splits, out, *options)
+        if is_main_process():
+            print_grid(table)
+            console.print(
+                f"wrote {out}, {out.with_suffix('.csv')}, {out.with_suffix('.md')}, {out.with_suffix('')}/"
+            )
+        return
+    (train_dir, test_dir), spec = splits[0], specs[0]
+    result = run_probe(
+        spec, train_dir, test_dir, out, config, templates, class_names, batch_size, on_bad_image
+    )
     if not is_main_process():
         return
     print_table(result)

@@ -16,6 +16,7 @@ from typing import Any
 from vlkit.data.classification import ClassificationDataset, check_same_classes, load_classification_dataset
 from vlkit.errors import VlkitError
 from vlkit.models.clip import Clip, ClipSpec, load_clip
+from vlkit.pipelines.table import ResultTable, run_grid
 from vlkit.probe.config import ProbeConfig
 from vlkit.probe.protocol import ProbeScores, ProbeSplit, TrainedProbe, draw_split, score_probe, train_probe
 from vlkit.runtime.distributed import is_main_process
@@ -163,6 +164,69 @@ def _zeroshot_json(analysis: PromptAnalysis, templates: list[str]) -> dict[str, 
         "templates": templates,
         "per_class": analysis.per_class_accuracy(-1),
     }
+
+
+PROBE_COLUMNS = [
+    "probe_top1",
+    "probe_top5",
+    "zeroshot_top1",
+    "zeroshot_top5",
+    "c",
+    "n_train",
+    "n_test",
+    "few_shot",
+]
+
+
+def run_probe_grid(
+    specs: list[ClipSpec],
+    splits: list[tuple[Path, Path]],
+    out: Path,
+    config: ProbeConfig | None = None,
+    templates: str = "seed",
+    class_names: str | None = None,
+    batch_size: int = 64,
+    on_bad_image: str = "error",
+) -> ResultTable:
+    """`run_probe` for every model and (train, test) pair, each model loaded once; one table of the probe
+    beside zero-shot (`vlkit.pipelines.table`). A pair is named `TRAIN -> TEST` in the table."""
+    by_name = {spec.name: spec for spec in specs}
+    by_label = {f"{train} -> {test}": (train, test) for train, test in splits}
+
+    def run_pair(clip: Clip, model: str, label: str, pair_out: Path) -> dict[str, Any]:
+        train, test = by_label[label]
+        return run_probe(
+            by_name[model],
+            train,
+            test,
+            pair_out,
+            config,
+            templates,
+            class_names,
+            batch_size,
+            on_bad_image,
+            clip,
+        )
+
+    def check(label: str) -> None:
+        train_set, _ = _load_splits(*by_label[label], class_names)
+        draw_split(train_set.labels, train_set.class_names, config or ProbeConfig())  # a K too large
+
+    def summarize(result: dict[str, Any]) -> dict[str, Any]:
+        return {column: summary_row(result)[column] for column in PROBE_COLUMNS}
+
+    table = ResultTable("probe", PROBE_COLUMNS, "probe_top1")
+    load = lambda model: load_clip(by_name[model])  # noqa: E731
+    return run_grid(list(by_name), list(by_label), out, table, load, run_pair, summarize, check)
+
+
+def probe_splits(train: list[Path], test: list[Path]) -> list[tuple[Path, Path]]:
+    """The (train, test) pairs of a command line: each `--train` with the `--test` in the same position."""
+    if len(train) != len(test):
+        raise VlkitError(
+            f"--test: give one per --train, in the same order ({len(train)} --train, {len(test)} --test)"
+        )
+    return list(zip(train, test, strict=True))
 
 
 def summary_row(result: dict[str, Any]) -> dict[str, Any]:
