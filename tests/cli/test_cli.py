@@ -76,6 +76,16 @@ def test_quick_demo_runs_the_whole_study_and_reuses_finished_stages(tmp_path, ca
         result = json.loads((out / "zeroshot" / f"{name}.json").read_text())
         assert len(result["templates"]) == count and 0.0 <= result["ensemble"]["top1"] <= 1.0
     assert (out / "zeroshot" / "prompts.png").stat().st_size > 0
+    # P1 beyond zero-shot: the same CLIP's retrieval on the validation captions and its linear probe.
+    retrieval = json.loads((out / "clip_eval" / "retrieval.json").read_text())
+    clip_eval = summary["clip_eval"]
+    assert clip_eval["retrieval"]["image_to_text"] == retrieval["image_to_text"]
+    val = json.loads((out / "world" / "val.json").read_text())
+    assert clip_eval["retrieval"]["n_images"] == len(val["images"])
+    probe = json.loads((out / "clip_eval" / "probe.json").read_text())
+    assert clip_eval["probe"]["top1"] == probe["top1"] and clip_eval["probe"]["c"] == probe["c"]
+    assert clip_eval["probe"]["untrained_classes"] == len(probe["untrained_classes"]) > 0
+    assert probe["top1"] <= clip_eval["probe"]["seen_top1"]  # the untrained classes only count as errors
     # P2: every method on the same budget, the best by CIDEr-D, beside the retrieval baseline.
     captioning = summary["captioning"]
     assert [m["tuning"] for m in captioning["methods"]] == list(DEMO_METHODS)
@@ -108,7 +118,8 @@ def test_quick_demo_runs_the_whole_study_and_reuses_finished_stages(tmp_path, ca
     assert set(summary["grounding"]) >= {"aggregations", "baselines"}
     assert set(summary["bars"]) >= {"chair_i_at_most_half_retrieval", "pointing_game_15_above_centre"}
     page = (out / "report" / "index.html").read_text()
-    for section in ("P1 · Zero-shot", "P2 · The tuning methods", "P3 · Attention maps", "(best)"):
+    sections = ("P1 · Zero-shot", "<b>retrieval</b>", "<b>linear probe</b>", "P2 · The tuning methods")
+    for section in (*sections, "P3 · Attention maps", "(best)"):
         assert section in page
     # A second run reuses every stage: no model trained again, every stage folder reported reused.
     weights = {m: (out / "sweep" / m / "model.safetensors").stat().st_mtime_ns for m in DEMO_METHODS}
@@ -116,7 +127,7 @@ def test_quick_demo_runs_the_whole_study_and_reuses_finished_stages(tmp_path, ca
     main(["--quiet", "demo", "--out", str(out), "--quick"])
     assert {m: (out / "sweep" / m / "model.safetensors").stat().st_mtime_ns for m in DEMO_METHODS} == weights
     said = "".join(capsys.readouterr().out.split())  # (rich wraps long lines, paths included)
-    for folder in ("clip", "lm", "zeroshot", "sweep", "captions", "attention"):
+    for folder in ("clip", "lm", "zeroshot", "clip_eval", "sweep", "captions", "attention"):
         assert f"reusing{out / folder}(complete" in said, folder
 
 

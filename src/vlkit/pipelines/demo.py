@@ -3,7 +3,8 @@
 The study's three parts, as the course report lays them out:
 
 - P1: zero-shot prompt analysis: the three seed templates and the 80 CLIP templates, each alone and
-  ensembled, top-1 on seen and unseen classes (`zeroshot/`);
+  ensembled, top-1 on seen and unseen classes (`zeroshot/`), and the same CLIP's image-text retrieval and
+  linear probe (`clip_eval/`);
 - P2: the captioner (CLIP vision tower and GPT-2 frozen) with `cross-attn` and three PEFT attempts trained
   on the same budget, side by side with the retrieval baseline (`sweep/`); the best by validation CIDEr-D
   evaluated with every metric (`captions/`);
@@ -75,6 +76,11 @@ def run_demo(out: Path, seed: int = 0, quick: bool = False, from_scratch: bool =
     with stages.timed("zeroshot_s", "3. P1: zero-shot prompt analysis"):
         results = _prompt_analysis(clip_name, world, out / "zeroshot", stages, inputs)
 
+    from vlkit.pipelines.demo_clip import clip_evaluation
+
+    with stages.timed("clip_eval_s", "4. P1: retrieval and the linear probe"):
+        clip_eval = clip_evaluation(clip_name, world, out / "clip_eval", stages, inputs)
+
     from vlkit.pipelines.demo_captioning import captioning_stages
 
     captioning, grounding = captioning_stages(
@@ -87,6 +93,7 @@ def run_demo(out: Path, seed: int = 0, quick: bool = False, from_scratch: bool =
             name: {"best_template": r["best_template"], "best": best_template(r), "ensemble": r["ensemble"]}
             for name, r in results.items()
         },
+        "clip_eval": clip_eval,
         "captioning": captioning,
         "grounding": grounding,
     }

@@ -55,7 +55,7 @@ def captioning_stages(
     config = demo_sweep_config(plan, clip_name, lm_name)
     key = stage_key(inputs, {"sweep": dataclasses.asdict(config)})
     sweep_json = out / "sweep" / "SWEEP.json"
-    with stages.timed("captioners_s", f"4. P2: {len(config.methods)} tuning methods, the same budget"):
+    with stages.timed("captioners_s", f"5. P2: {len(config.methods)} tuning methods, the same budget"):
         if stages.done(sweep_json.parent, key) and sweep_json.is_file():
             sweep = read_json(sweep_json)
         else:
@@ -66,9 +66,9 @@ def captioning_stages(
     best = max(sweep["methods"], key=lambda row: row["cider"] if row["cider"] is not None else -1.0)
     log.info("best by validation CIDEr-D: %s (%.3f)", best["tuning"], best["cider"])
 
-    with stages.timed("evaluation_s", "5. P2: the best captioner and the retrieval baseline, every metric"):
+    with stages.timed("evaluation_s", "6. P2: the best captioner and the retrieval baseline, every metric"):
         evaluation, retrieval = _evaluate_best(best, clip_name, world, out, stages, key)
-    with stages.timed("attention_s", "6. P3: attention maps for every word, and grounding"):
+    with stages.timed("attention_s", "7. P3: attention maps for every word, and grounding"):
         grounding, p3 = _attention(best, evaluation, world, out, stages, key)
 
     baseline = sweep["baselines"].get("retrieval", {})

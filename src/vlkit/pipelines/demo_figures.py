@@ -20,7 +20,14 @@ log = logging.getLogger(__name__)
 FIGURES_FILE = STANDINS_DIR / "demo_figures.json"
 # Allowed drift from the recorded figures. Repeated runs on one machine give the same figures; on another CPU
 # (other float rounding in the matmuls) a few greedy tokens may change, which these margins allow for.
-NOISE = {"zeroshot": 0.005, "cider": 0.05, "clip_score": 0.03, "chair_i": 0.02, "pointing_game": 0.03}
+NOISE = {
+    "zeroshot": 0.005,
+    "clip_eval": 0.005,
+    "cider": 0.05,
+    "clip_score": 0.03,
+    "chair_i": 0.02,
+    "pointing_game": 0.03,
+}
 
 
 def demo_figures(summary: dict[str, Any]) -> dict[str, float]:
@@ -33,6 +40,11 @@ def demo_figures(summary: dict[str, Any]) -> dict[str, float]:
         for key in ("cider", "clip_score", "chair_i"):
             if method[key] is not None:
                 figures[f"{method['tuning']}.{key}"] = method[key]
+    clip_eval = summary.get("clip_eval")
+    if clip_eval:
+        for direction in ("image_to_text", "text_to_image"):
+            figures[f"clip_eval.{direction}.R@1"] = clip_eval["retrieval"][direction]["R@1"]
+        figures["clip_eval.probe.top1"] = clip_eval["probe"]["top1"]
     pointing = summary.get("bars", {}).get("pointing_game")
     if pointing is not None:
         figures["best.pointing_game"] = pointing
@@ -40,7 +52,10 @@ def demo_figures(summary: dict[str, Any]) -> dict[str, float]:
 
 
 def _noise(name: str) -> float:
-    return NOISE["zeroshot"] if name.startswith("zeroshot.") else NOISE[name.rsplit(".", 1)[1]]
+    for prefix in ("zeroshot", "clip_eval"):
+        if name.startswith(f"{prefix}."):
+            return NOISE[prefix]
+    return NOISE[name.rsplit(".", 1)[1]]
 
 
 def record_demo_figures(summary_path: Path, target: Path = FIGURES_FILE) -> dict[str, Any]:

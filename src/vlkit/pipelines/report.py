@@ -115,7 +115,34 @@ def _zeroshot_section(run: Path, assets: Assets) -> str:
             chart = path.with_name(path.stem + suffix)
             if chart.is_file():
                 parts.append(assets.figure(chart, f"{path.stem}: {alt}"))
+    parts.append(_clip_eval_lines(run))
     return "".join(parts) or missing("a readable zero-shot result", "vlkit zeroshot")
+
+
+def _clip_eval_lines(run: Path) -> str:
+    """The same CLIP beyond zero-shot, a line each, when the run has them (`clip_eval/`, as the demo writes
+    it): retrieval on the validation captions, the linear probe beside zero-shot on the same test images."""
+    parts = []
+    retrieval = read_inside(run / "clip_eval" / "retrieval.json", run)
+    if isinstance(retrieval, dict) and "image_to_text" in retrieval:
+        i2t, t2i = retrieval["image_to_text"], retrieval.get("text_to_image", {})
+        parts.append(
+            f"<p><b>retrieval</b> ({fmt(retrieval.get('n_images'), 'd')} images, "
+            f"{fmt(retrieval.get('n_texts'), 'd')} captions): image to text R@1 {pct(i2t.get('R@1'))}, "
+            f"R@5 {pct(i2t.get('R@5'))}; text to image R@1 {pct(t2i.get('R@1'))}, "
+            f"R@5 {pct(t2i.get('R@5'))}</p>"
+        )
+    probe = read_inside(run / "clip_eval" / "probe.json", run)
+    if isinstance(probe, dict) and "top1" in probe:
+        untrained = probe.get("untrained_classes") or []
+        note = f"; {len(untrained)} classes have no training image and count as errors" if untrained else ""
+        parts.append(
+            f"<p><b>linear probe</b> ({fmt(probe.get('n_train'), 'd')} training images, C = "
+            f"{fmt(probe.get('c'), '.3g')}): top-1 {pct(probe['top1'])} against zero-shot "
+            f"{pct((probe.get('zeroshot') or {}).get('top1'))} on the same {fmt(probe.get('n_test'), 'd')} "
+            f"test images{esc(note)}</p>"
+        )
+    return "".join(parts)
 
 
 def _sweep_section(run: Path, assets: Assets, sweep: Path | None) -> str:
