@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vlkit.errors import VlkitError
+from vlkit.runtime.precision import PRECISION_HELP
 
 console = Console()
 
@@ -19,7 +20,9 @@ def _pct(value: float | None) -> str:
 
 def zeroshot(
     ctx: typer.Context,
-    model: str = typer.Option(..., "--model", help="Hub id, local folder, or open_clip:ARCH/PRETRAINED."),
+    model: str = typer.Option(
+        ..., "--model", help="CLIP or SigLIP: hub id, local folder, or open_clip:ARCH/PRETRAINED."
+    ),
     data: Path = typer.Option(
         None,
         "--data",
@@ -47,7 +50,7 @@ def zeroshot(
     ),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16 weights and activations."),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
     on_bad_image: str = typer.Option(
         "error", "--on-bad-image", help="error: stop at an unreadable image; skip: leave it out and count it."
     ),
@@ -68,6 +71,7 @@ def zeroshot(
     if not is_main_process():
         return
     print_table(result, top)
+    console.print(f"precision {result['precision']}; probabilities: {result['probabilities']}")
     if result["skipped"]:
         console.print(f"[yellow]skipped {len(result['skipped'])} unreadable image(s)[/] (listed in {out})")
     stem = out.with_suffix("")
