@@ -17,6 +17,7 @@ from tests.models.tiny_siglip import (
     save_tiny_siglip,
     save_tiny_siglip2,
 )
+from vlkit.errors import VlkitError
 from vlkit.models.clip import ClipSpec, class_probabilities, load_clip
 
 TEXTS = ["a red circle", "a large blue star in the top left", "a small green square"]
@@ -116,3 +117,15 @@ def test_open_clip_siglip_scores_with_sigmoids_and_its_bias_and_open_clip_clip_w
     assert clip.tokenizer(TEXTS).shape == (3, CONTEXT)  # open_clip's tokenizer pads to the context itself
     plain = load_clip(f"open_clip:{register_tiny_open_clip(tmp_path / 'clip')}")
     assert (plain.scoring, plain.logit_bias) == ("softmax", None)
+
+
+def test_an_open_clip_siglip_whose_hub_tokenizer_is_missing_offline_is_one_line(tmp_path, monkeypatch):
+    pytest.importorskip("open_clip")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    arch = register_tiny_open_clip_siglip(tmp_path, tokenizer_repo="vlkit-tests/no-such-siglip-tokenizer")
+    with pytest.raises(VlkitError) as error:
+        load_clip(f"open_clip:{arch}")
+    message = str(error.value)
+    assert "\n" not in message and f"open_clip:{arch}" in message
+    assert "`hf download vlkit-tests/no-such-siglip-tokenizer`" in message

@@ -108,29 +108,27 @@ def save_tiny_siglip2(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def model_type(folder: Path) -> str:
-    return json.loads((folder / "config.json").read_text())["model_type"]
-
-
 OPEN_CLIP_SIGLIP = "vlkit-tiny-siglip"
 
 
-def register_tiny_open_clip_siglip(root: Path) -> str:
+def register_tiny_open_clip_siglip(root: Path, tokenizer_repo: str | None = None) -> str:
     """open_clip's SigLIP layout at the tiny sizes (a custom text tower without causal mask pooling its last
-    token, and a logit bias), registered by its config file as open_clip's own are (once per process: the
-    registry is global). Its tokenizer is the tiny SigLIP's, saved under `root`: open_clip loads it with
-    AutoTokenizer, as it loads timm/ViT-B-16-SigLIP's from the hub."""
+    token, and a logit bias), registered by its config file as open_clip's own are (once per process and
+    name: the registry is global). Its tokenizer is the tiny SigLIP's, saved under `root`, which open_clip
+    loads with AutoTokenizer as it loads timm/ViT-B-16-SigLIP's from the hub; or, given `tokenizer_repo`, a
+    hub repository of that name (registered as another architecture)."""
     import open_clip
 
-    if open_clip.get_model_config(OPEN_CLIP_SIGLIP) is None:
+    name = OPEN_CLIP_SIGLIP if tokenizer_repo is None else f"{OPEN_CLIP_SIGLIP}-hub-tokenizer"
+    if open_clip.get_model_config(name) is None:
         tokenizer = train_siglip_tokenizer()
         tokenizer.save_pretrained(root / "tokenizer")
         text = dict(context_length=CONTEXT, vocab_size=len(tokenizer), width=16, heads=2, layers=1)
-        text.update(hf_tokenizer_name=str(root / "tokenizer"), tokenizer_kwargs={"clean": "canonicalize"})
-        text.update(no_causal_mask=True, proj_bias=True, pool_type="last")
+        text.update(hf_tokenizer_name=tokenizer_repo or str(root / "tokenizer"))
+        text.update(tokenizer_kwargs={"clean": "canonicalize"}, no_causal_mask=True, pool_type="last")
         vision = dict(image_size=IMAGE_SIZE, layers=1, width=24, head_width=12, patch_size=PATCH)
         config = dict(embed_dim=PROJECTION, init_logit_bias=LOGIT_BIAS, custom_text=True)
-        path = root / f"{OPEN_CLIP_SIGLIP}.json"
-        path.write_text(json.dumps({**config, "vision_cfg": vision, "text_cfg": text}))
+        path = root / f"{name}.json"
+        path.write_text(json.dumps({**config, "vision_cfg": vision, "text_cfg": {**text, "proj_bias": True}}))
         open_clip.add_model_config(path)
-    return OPEN_CLIP_SIGLIP
+    return name

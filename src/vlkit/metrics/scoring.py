@@ -4,9 +4,11 @@
   candidates. The probabilities of one image's classes sum to 1: they compare the candidates with each
   other, and adding a class changes every other class's probability.
 - `sigmoid` (SigLIP and SigLIP 2, trained with a pairwise sigmoid loss): sigmoid(logit_scale * cos +
-  logit_bias) for each (image, text) pair on its own. The probabilities need not sum to 1 (none or several
-  classes may fit), and a softmax over them would be a different, untrained quantity: users who apply
-  CLIP's softmax to SigLIP get SigLIP's probabilities wrong (open_clip #716, #736).
+  logit_bias) for each (image, text) pair on its own: the model's probability that this text fits this
+  image. They need not sum to 1 (none or several classes may fit). A softmax over a SigLIP's classes is
+  another quantity (a distribution over the given candidates, in which the bias cancels), the one users
+  reach for when the sigmoids look low (open_clip #716); #736 is the converse mistake, a sigmoid with a
+  bias on a CLIP, which has none. So every output says which scoring it used.
 
 Ranking is the same either way (both are increasing in the cosine), so top-1 and top-5 do not depend on
 the scoring. `vlkit.models.clip.class_probabilities` applies these with a loaded model's own constants.
