@@ -204,7 +204,9 @@ def resolve_precision(precision: str, device: torch.device | None = None) -> tor
 
 
 def load_clip(spec: ClipSpec | str) -> Clip:
-    """Load a CLIP by hub id, local folder, or `open_clip:ARCH/PRETRAINED`, ready for inference."""
+    """Load a CLIP or a SigLIP by hub id, local folder (its config.json `model_type`: `hf_clip_kinds`), or
+    `open_clip:ARCH/PRETRAINED`, ready for inference on the spec's device, in its precision (`auto`: bf16
+    only where the device runs it natively)."""
     spec = ClipSpec(spec) if isinstance(spec, str) else spec
     device = resolve_device(spec.device)
     dtype = resolve_precision(spec.precision, device)
