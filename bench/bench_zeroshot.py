@@ -1,6 +1,9 @@
 """Zero-shot classification speed: vlkit against open_clip's encode_image loop (how CLIP_benchmark
 classifies), and the prompt analysis of T templates against T separate classification runs.
 
+The `auto` row runs what `--precision auto` picks on this machine (`vlkit.runtime.precision`, its answer
+measured here unless VLKIT_CPU_BF16 forces it, which the notes then say), against open_clip in fp32.
+
 Both sides run the ViT-B/32 architecture with random weights on the same random pixel tensors, so neither
 downloads anything; preprocessing is outside the timed region on both sides.
 """
@@ -8,6 +11,7 @@ downloads anything; preprocessing is outside the timed region on both sides.
 from __future__ import annotations
 
 import copy
+import os
 import time
 
 import torch
@@ -15,6 +19,7 @@ from transformers import CLIPConfig, CLIPModel
 
 from bench.common import BenchRow
 from vlkit.models.clip import HFClip
+from vlkit.runtime import precision
 from vlkit.zeroshot.classifier import score_templates
 from vlkit.zeroshot.templates import IMAGENET80_TEMPLATES
 
@@ -88,6 +93,7 @@ def run(quick: bool) -> list[BenchRow]:
     flops = _image_tower_flops(fp32.model)
     peak_fp32, peak_bf16 = _matmul_peak_gflops(torch.float32), _matmul_peak_gflops(torch.bfloat16)
     rows = [
+        _auto_row(peer_ips, {"fp32": fp32_ips, "bf16": bf16_ips}),
         BenchRow(
             "zeroshot",
             "images/s, vlkit bf16 vs open_clip fp32 (ViT-B/32)",
@@ -129,6 +135,31 @@ def run(quick: bool) -> list[BenchRow]:
     ]
     rows.append(_prompt_analysis_row(peer, fp32, pixels[: 32 if quick else 64], 8 if quick else 80))
     return rows
+
+
+def _auto_row(peer_ips: float, vlkit_ips: dict[str, float]) -> BenchRow:
+    """`--precision auto` as it resolves here, from the fp32 and bf16 runs measured above."""
+    forced = os.environ.get("VLKIT_CPU_BF16") in ("0", "1")
+    native = precision.cpu_runs_bf16_natively()
+    chosen = precision.resolve_precision_name("auto", torch.device("cpu"))
+    fp32_s, bf16_s = precision.measure_matmul_seconds()  # measured again for the notes, never cached
+    flags = precision.cpu_flags() or set()
+    named = sorted(flag for flag in precision.BF16_FLAGS if flag in flags)
+    ratio = vlkit_ips[chosen] / peer_ips
+    return BenchRow(
+        "zeroshot",
+        "images/s, vlkit auto vs open_clip fp32 (ViT-B/32)",
+        vlkit_ips[chosen],
+        peer_ips,
+        "images/s",
+        True,
+        ">= 1.0x (>= 1.8x where bf16 is native)",
+        ratio >= (1.8 if native else 1.0),
+        COMMAND,
+        f"auto resolved to {chosen}: bf16 native on this CPU {'yes' if native else 'no'}"
+        f"{' (forced by VLKIT_CPU_BF16)' if forced else ''}; CPU bf16 flags: {', '.join(named) or 'none'}; "
+        f"a {precision.MIN_SPEEDUP}x bf16 matmul speedup is needed, measured {fp32_s / bf16_s:.2f}x",
+    )
 
 
 def _prompt_analysis_row(peer, clip: HFClip, pixels: torch.Tensor, n_templates: int) -> BenchRow:

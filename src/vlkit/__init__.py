@@ -42,6 +42,7 @@ _API: dict[str, str] = {
     "Clip": "vlkit.models.clip",
     "ClipSpec": "vlkit.models.clip",
     "load_clip": "vlkit.models.clip",
+    "class_probabilities": "vlkit.models.clip",
     "PromptAnalysis": "vlkit.zeroshot.classifier",
     "analyse_prompts": "vlkit.zeroshot.classifier",
     "score_templates": "vlkit.zeroshot.classifier",
@@ -100,7 +101,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from vlkit.metrics.cider import cider_d
     from vlkit.models.captioner.config import CaptionerSpec
     from vlkit.models.captioner.model import Captioner, build_captioner, load_captioner
-    from vlkit.models.clip import Clip, ClipSpec, load_clip
+    from vlkit.models.clip import Clip, ClipSpec, class_probabilities, load_clip
     from vlkit.shapes.world import ShapesConfig, generate_world
     from vlkit.train.caption_trainer import train_captioner
     from vlkit.train.clip_trainer import train_clip

@@ -72,6 +72,10 @@ def test_own_references_score_high_and_ground_perfectly(shapes_world, val_images
         assert values[f"attribute_{kind}"] == 1.0
     assert values["bleu_4"] > 0.9
     assert 0.0 <= values["clip_score"] <= 2.5 and 0.0 <= values["ref_clip_score"] <= 2.5
+    assert {k: report["details"]["clip"][k] for k in ("scoring", "precision")} == {
+        "scoring": "softmax",
+        "precision": "fp32",  # `auto` on the tests' CPU without bf16
+    }
     assert report["n_images"] == len(val_images) == 20
     rows = json.loads((out / "per_image.json").read_text())
     with (out / "per_image.csv").open() as handle:
@@ -99,6 +103,28 @@ def test_own_references_score_high_and_ground_perfectly(shapes_world, val_images
     assert [p["clip_score"] for p in pairs["top"]] == scores[:5]
     assert [p["clip_score"] for p in pairs["bottom"]] == scores[::-1][:5]
     assert (out / "pairs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_clipscore_with_a_siglip_is_the_same_formula_on_its_cosine_and_says_so(
+    shapes_world, val_images, tmp_path
+):
+    from tests.models.tiny_siglip import save_tiny_siglip
+    from vlkit.data.images import read_image
+    from vlkit.models.clip import load_clip
+
+    siglip = save_tiny_siglip(tmp_path / "siglip")
+    predictions = tmp_path / "pred.json"
+    predictions.write_text(json.dumps({_stem(image): image["references"][0] for image in val_images}))
+    out = tmp_path / "out"
+    report = _evaluate(shapes_world, predictions, out, "--model", str(siglip), "--metrics", "clip_score",
+                       "--precision", "fp32", "--no-prefix")  # fmt: skip
+    assert report["details"]["clip"]["scoring"] == "sigmoid"
+    clip = load_clip(str(siglip))
+    first = val_images[0]
+    image = clip.encode_images(clip.preprocess([read_image(shapes_world / "images" / first["file_name"])]))
+    cosine = float(image @ clip.encode_texts([first["references"][0]]).T)
+    row = json.loads((out / "per_image.json").read_text())[0]
+    assert row["clip_score"] == pytest.approx(2.5 * max(cosine, 0.0), abs=1e-5)
 
 
 def test_captions_swapped_between_images_score_lower_and_hallucinate(shapes_world, val_images, tmp_path):

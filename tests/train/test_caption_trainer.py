@@ -185,7 +185,7 @@ def _caption_train_command(parts, world, out, *options: str) -> None:
           "3", "--mixed-precision", "no", *options])  # fmt: skip
 
 
-def test_caption_train_and_predict_commands(parts, shapes_world, tmp_path):
+def test_caption_train_and_predict_commands(parts, shapes_world, tmp_path, capsys):
     out = tmp_path / "captioner"
     options = ["--tuning", "lora", "--tuning-option", "rank=2", "--steps", "2"]
     _caption_train_command(parts, shapes_world, out, *options)
@@ -200,7 +200,8 @@ def test_caption_train_and_predict_commands(parts, shapes_world, tmp_path):
     captions = json.loads(predictions.read_text())
     assert sorted(captions) == ["val_00000", "val_00001", "val_00002"] and all(
         isinstance(c, str) for c in captions.values()
-    )
+    )  # the DLCV layout holds captions only: the precision `auto` became is printed instead
+    assert "(precision fp32)" in " ".join(capsys.readouterr().out.split())
 
 
 @pytest.mark.parametrize(

@@ -182,8 +182,14 @@ def test_zeroshot_from_classification_shards_gives_the_folder_results(
     for key in ("per_class", "confusion", "ensemble"):
         assert from_shards[key] == from_folder[key]
     assert [t["top1"] for t in from_shards["templates"]] == [t["top1"] for t in from_folder["templates"]]
-    strip = [{k: v for k, v in p.items() if k != "file"} for p in from_folder["predictions"]]
-    assert [{k: v for k, v in p.items() if k != "file"} for p in from_shards["predictions"]] == strip
+    # Other batch boundaries move the embeddings by float rounding: the same classes, probabilities to 1e-5.
+    exact = ("label", "ensemble", "best_template")
+    assert [{k: p[k] for k in exact} for p in from_shards["predictions"]] == [
+        {k: p[k] for k in exact} for p in from_folder["predictions"]
+    ]
+    assert [p["probability"] for p in from_shards["predictions"]] == pytest.approx(
+        [p["probability"] for p in from_folder["predictions"]], abs=1e-5
+    )
     assert from_shards["predictions"][0]["file"].endswith(
         "data-000000.tar#" + from_folder["predictions"][0]["file"].split("/")[-1]
     )

@@ -3,6 +3,12 @@
 
 The `Clip` adapter does the model work (preprocessing, encoding, unit-normalizing); this module batches the
 inputs, applies the formulas and keeps per-image scores.
+
+With a SigLIP the formula stays CLIP's, w * max(cos, 0) on SigLIP's cosine: CLIPScore is defined on the
+cosine, not on a probability, and SigLIP's sigmoid(logit_scale * cos + logit_bias) is another quantity
+(its large negative bias, -10 at initialization, keeps most pairs near 0). The two kinds' cosines are not
+on one scale (w = 2.5 was fitted to ViT-B/32's), so a SigLIP's CLIP-S ranks captions but does not compare
+with a CLIP's; `vlkit evaluate` records the model's `scoring` beside the score, so a reader knows which.
 """
 
 from __future__ import annotations

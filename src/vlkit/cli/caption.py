@@ -16,6 +16,7 @@ from vlkit.data.classification import IMAGE_EXTENSIONS
 from vlkit.errors import VlkitError
 from vlkit.models.tuning import TUNING_METHODS
 from vlkit.models.tuning.base import option_help
+from vlkit.runtime.precision import PRECISION_HELP
 from vlkit.train.config import CaptionTrainConfig
 
 app = typer.Typer(help="Train an image captioner and caption images.", no_args_is_help=True)
@@ -92,24 +93,25 @@ def predict(
         ..., "--out", help='PRED.json to write: {"file name without extension": caption}.'
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
-    precision: str = typer.Option(
-        "fp32", "--precision", help="fp32, bf16 or fp16 weights (bf16: faster where the hardware has it)."
-    ),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
 ) -> None:
     """Caption every image of a folder or of WebDataset shards (greedy search, beam search or seeded
-    sampling) into a DLCV-style predictions JSON."""
+    sampling) into a DLCV-style predictions JSON (only captions in it: the precision used is printed)."""
     from vlkit.captioning.generate import predict_captions, predict_shard_captions
     from vlkit.data.shards import expand_shards
     from vlkit.models.captioner.model import load_captioner
-    from vlkit.models.clip import resolve_device, resolve_precision
+    from vlkit.models.clip import PRECISIONS, resolve_device
     from vlkit.runtime.distributed import process_state
     from vlkit.runtime.files import write_json_atomic
+    from vlkit.runtime.precision import resolve_precision_name
 
     config = build(DecodingConfig, decoding)
     if (images is None) == (shards is None):
         raise VlkitError("give either --images or --shards")
     paths = _image_files(images) if images is not None else []
-    captioner = load_captioner(model, resolve_device(device), resolve_precision(precision))
+    target = resolve_device(device)
+    precision_name = resolve_precision_name(precision, target)  # what `auto` became on this device
+    captioner = load_captioner(model, target, PRECISIONS[precision_name])
     if shards is not None:
         predictions = predict_shard_captions(captioner, expand_shards(shards), config)
     else:
@@ -117,7 +119,7 @@ def predict(
     if not process_state().is_main_process:  # every process has every caption; one writes them
         return
     write_json_atomic(out, predictions)
-    console.print(f"[green]wrote[/] {len(predictions)} captions to {out}")
+    console.print(f"[green]wrote[/] {len(predictions)} captions to {out} (precision {precision_name})")
 
 
 def _image_files(folder: Path) -> list[Path]:

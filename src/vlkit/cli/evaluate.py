@@ -12,6 +12,7 @@ from rich.table import Table
 
 from vlkit.errors import VlkitError
 from vlkit.metrics.names import DEFAULT_PREFIX, METRICS
+from vlkit.runtime.precision import PRECISION_HELP
 
 console = Console()
 
@@ -31,7 +32,8 @@ def evaluate(
     model: str = typer.Option(
         None,
         "--model",
-        help="CLIP for clip_score / ref_clip_score: hub id, local folder, or open_clip:ARCH/PRETRAINED.",
+        help="CLIP (or SigLIP) for clip_score / ref_clip_score: hub id, local folder, or "
+        "open_clip:ARCH/PRETRAINED.",
     ),
     metrics: str = typer.Option(
         None,
@@ -55,6 +57,7 @@ def evaluate(
     ),
     batch_size: int = typer.Option(64, "--batch-size", help="Images or texts per CLIP forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
     on_bad_image: str = typer.Option(
         "error",
         "--on-bad-image",
@@ -80,6 +83,7 @@ def evaluate(
         allow_empty=allow_empty,
         batch_size=batch_size,
         device=device,
+        precision=precision,
         on_bad_image=on_bad_image,
         allow_pickle=allow_pickle(ctx),
     )

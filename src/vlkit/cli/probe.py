@@ -11,6 +11,7 @@ from rich.table import Table
 
 from vlkit.cli.options import build, config_options
 from vlkit.probe.config import ProbeConfig
+from vlkit.runtime.precision import PRECISION_HELP
 
 console = Console()
 
@@ -49,9 +50,7 @@ def probe(
     ),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
-    precision: str = typer.Option(
-        "auto", "--precision", help="auto (bf16 where the device runs it natively), fp32, bf16 or fp16."
-    ),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
     on_bad_image: str = typer.Option(
         "error", "--on-bad-image", help="error: stop at an unreadable image; skip: leave it out and count it."
     ),

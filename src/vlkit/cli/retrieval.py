@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from vlkit.runtime.precision import PRECISION_HELP
+
 console = Console()
 
 
@@ -43,11 +45,7 @@ def retrieval(
     ),
     batch_size: int = typer.Option(64, "--batch-size", help="Images or captions per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
-    precision: str = typer.Option(
-        "auto",
-        "--precision",
-        help="auto (bf16 where the device runs it natively, else fp32), fp32, bf16, fp16.",
-    ),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
     on_bad_image: str = typer.Option(
         "error",
         "--on-bad-image",

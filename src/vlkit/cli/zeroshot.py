@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vlkit.errors import VlkitError
+from vlkit.runtime.precision import PRECISION_HELP
 
 console = Console()
 
@@ -22,7 +23,8 @@ def zeroshot(
     model: list[str] = typer.Option(
         ...,
         "--model",
-        help="Hub id, local folder, or open_clip:ARCH/PRETRAINED; repeat it for a models x datasets table.",
+        help="CLIP or SigLIP: hub id, local folder, or open_clip:ARCH/PRETRAINED; repeat it for a models x "
+        "datasets table.",
     ),
     data: list[Path] = typer.Option(
         None,
@@ -55,11 +57,7 @@ def zeroshot(
     ),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
-    precision: str = typer.Option(
-        "auto",
-        "--precision",
-        help="auto (bf16 only where the device runs it natively, else fp32), fp32, bf16 or fp16.",
-    ),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
     on_bad_image: str = typer.Option(
         "error", "--on-bad-image", help="error: stop at an unreadable image; skip: leave it out and count it."
     ),
@@ -90,6 +88,7 @@ def zeroshot(
     if not is_main_process():
         return
     print_table(result, top)
+    console.print(f"precision {result['precision']}; probabilities: {result['probabilities']}")
     if result["skipped"]:
         console.print(f"[yellow]skipped {len(result['skipped'])} unreadable image(s)[/] (listed in {out})")
     stem = out.with_suffix("")

@@ -1,8 +1,12 @@
-"""Load any CLIP behind one small interface: preprocess, encode images, encode texts, logit scale.
+"""Load any CLIP or SigLIP behind one small interface: preprocess, encode images, encode texts, and the
+constants that turn cosines into probabilities (logit scale, logit bias, scoring).
 
-transformers does the models (`CLIPModel`, its tokenizer and image processor) and open_clip, with the
-`openclip` extra, does `open_clip:ARCH/PRETRAINED` names; this module only adapts both to the four
-operations the rest of vlkit uses, picks device and precision, and turns loading failures into one clear line.
+transformers does the models (`CLIPModel`, `SiglipModel`, `Siglip2Model`, their tokenizers and image
+processors; which one is the folder's config.json `model_type`, looked up in a plain dict) and open_clip,
+with the `openclip` extra, does `open_clip:ARCH/PRETRAINED` names (its SigLIP names too); this module only
+adapts them to the operations the rest of vlkit uses, picks device and precision, and turns loading
+failures into one clear line. SigLIP's own conventions (sigmoid scoring, texts padded to the context) are
+`vlkit.models.siglip`'s.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 from PIL import Image
 
 from vlkit.errors import VlkitError
+from vlkit.metrics.scoring import similarity_probabilities
 from vlkit.models.hub import resolve_model_name
 from vlkit.runtime.progress import track
 
@@ -43,7 +48,8 @@ class Clip:
 
     `scoring` says how the model turns similarities into probabilities: "softmax" over the candidates (CLIP,
     trained with a contrastive softmax loss) or "sigmoid", one independent probability per pair with the
-    model's `logit_bias` (SigLIP, trained with a sigmoid loss)."""
+    model's `logit_bias` (SigLIP, trained with a sigmoid loss); `class_probabilities` applies it. The
+    logit scale and bias are read before the weights are cast, so they keep their fp32 values in bf16."""
 
     name: str
     device: torch.device
@@ -61,7 +67,10 @@ class Clip:
         return None
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """RGB PIL images -> pixel tensor (B, 3, H, W) in fp32, as the model's own preprocessing makes it."""
+        """RGB PIL images -> the model's pixel input as one fp32 tensor, made by its own preprocessing:
+        (B, 3, H, W) for every fixed-resolution model (NaFlex SigLIP 2 packs its patches, their mask and
+        the patch grid into (B, N, 3 P^2 + 3), `vlkit.models.siglip.Siglip2Clip`). Only `encode_images`
+        reads it; batches of it concatenate along the first dimension."""
         raise NotImplementedError
 
     def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -81,7 +90,7 @@ class Clip:
 
     @torch.inference_mode()
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, D) unit vectors."""
+        """`preprocess`'s tensor, (B, 3, H, W) -> (B, D) unit vectors."""
         features = self._image_features(pixel_values.to(self.device, self.dtype))
         return torch.nn.functional.normalize(features.float(), dim=-1)
 
@@ -98,8 +107,16 @@ class Clip:
         return torch.nn.functional.normalize(torch.cat(chunks).float(), dim=-1)
 
 
+def class_probabilities(similarities: torch.Tensor, clip: Clip) -> torch.Tensor:
+    """(..., C) cosines of images (or texts) with C candidates -> probabilities as `clip` was trained to
+    give them: softmax(logit_scale * cos) over the candidates for CLIP, sigmoid(logit_scale * cos +
+    logit_bias) of each pair for SigLIP (`vlkit.metrics.scoring`). Ranking is the same either way."""
+    return similarity_probabilities(similarities, clip.scoring, clip.logit_scale, clip.logit_bias)
+
+
 class HFClip(Clip):
-    """A transformers `CLIPModel` with its tokenizer and image processor."""
+    """A transformers `CLIPModel` with its tokenizer and image processor. The model is moved to `device`
+    and cast to `dtype` here, after its logit scale is read in the precision it came in."""
 
     def __init__(
         self, name: str, model, tokenizer, image_processor, device: torch.device, dtype: torch.dtype
@@ -107,6 +124,8 @@ class HFClip(Clip):
         self.name, self.model, self.tokenizer, self.image_processor = name, model, tokenizer, image_processor
         self.device, self.dtype = device, dtype
         self.max_length = int(model.config.text_config.max_position_embeddings)
+        self._logit_scale = float(model.logit_scale.detach().float().exp())
+        model.to(device=device, dtype=dtype).eval()
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         return self.image_processor(images=list(images), return_tensors="pt")["pixel_values"].float()
@@ -134,36 +153,7 @@ class HFClip(Clip):
 
     @property
     def logit_scale(self) -> float:
-        return float(self.model.logit_scale.detach().exp())
-
-
-class OpenClip(Clip):
-    """An open_clip model (needs the `openclip` extra)."""
-
-    def __init__(self, name: str, model, transform, tokenizer, device: torch.device, dtype: torch.dtype):
-        self.name, self.model, self.transform, self.tokenizer = name, model, transform, tokenizer
-        self.device, self.dtype = device, dtype
-
-    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        return torch.stack([self.transform(image) for image in images]).float()
-
-    def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_image(pixel_values)
-
-    def _text_features(self, texts: Sequence[str]) -> torch.Tensor:
-        return self.model.encode_text(self.tokenizer(list(texts)).to(self.device))
-
-    def text_lengths(self, texts: Sequence[str]) -> tuple[list[int], int] | None:
-        from open_clip.tokenizer import SimpleTokenizer
-
-        if not isinstance(self.tokenizer, SimpleTokenizer) or self.tokenizer.reduction_fn is not None:
-            return None  # a Hugging Face tokenizer inside open_clip, or a reduction instead of truncation
-        lengths = [len(self.tokenizer.encode(text)) + 2 for text in texts]  # + start and end tokens
-        return lengths, int(self.tokenizer.context_length)
-
-    @property
-    def logit_scale(self) -> float:
-        return float(self.model.logit_scale.detach().exp())
+        return self._logit_scale
 
 
 def _warn_if_truncated(clip: Clip, texts: Sequence[str], shown: int = 3) -> None:
@@ -214,12 +204,16 @@ def resolve_precision(precision: str, device: torch.device | None = None) -> tor
 
 
 def load_clip(spec: ClipSpec | str) -> Clip:
-    """Load a CLIP by hub id, local folder, or `open_clip:ARCH/PRETRAINED`, ready for inference."""
+    """Load a CLIP or a SigLIP by hub id, local folder (its config.json `model_type`: `hf_clip_kinds`), or
+    `open_clip:ARCH/PRETRAINED`, ready for inference on the spec's device, in its precision (`auto`: bf16
+    only where the device runs it natively)."""
     spec = ClipSpec(spec) if isinstance(spec, str) else spec
     device = resolve_device(spec.device)
     dtype = resolve_precision(spec.precision, device)
     if spec.name.startswith(OPEN_CLIP_PREFIX):
-        return _load_open_clip(spec.name, device, dtype)
+        from vlkit.models.open_clip_models import load_open_clip
+
+        return load_open_clip(spec.name, device, dtype)
     return _load_hf_clip(spec.name, device, dtype, spec.allow_pickle)
 
 
@@ -273,72 +267,54 @@ def offline_hint(name: str, exc: Exception, download: str | None = None) -> Vlki
     )
 
 
+def hf_clip_kinds() -> dict[str, tuple[type, type[HFClip]]]:
+    """config.json `model_type` -> (the transformers model class, the vlkit adapter). Fixed-resolution
+    SigLIP 2 checkpoints (google/siglip2-base-patch16-224, ...) say "siglip"; NaFlex ones "siglip2"."""
+    from transformers import CLIPModel, Siglip2Model, SiglipModel
+
+    from vlkit.models.siglip import HFSiglip, Siglip2Clip
+
+    return {
+        "clip": (CLIPModel, HFClip),
+        "siglip": (SiglipModel, HFSiglip),
+        "siglip2": (Siglip2Model, Siglip2Clip),
+    }
+
+
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer.model", "vocab.json")
+
+
 def _load_hf_clip(name: str, device: torch.device, dtype: torch.dtype, allow_pickle: bool = False) -> HFClip:
-    from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+    from transformers import AutoImageProcessor, AutoTokenizer, PretrainedConfig
 
     path = resolve_model_name(name)  # `vlkit:shapes-clip` -> the shipped folder; the name stays for display
     check_local_model_folder(path, allow_pickle=allow_pickle)
     try:
-        model = CLIPModel.from_pretrained(path, dtype=dtype, use_safetensors=use_safetensors(allow_pickle))
+        model_type = PretrainedConfig.get_config_dict(path)[0].get("model_type")
+    except (OSError, ValueError) as exc:
+        raise _load_error(name, path, exc) from exc
+    kinds = hf_clip_kinds()
+    if model_type not in kinds:
+        raise VlkitError(
+            f"{name}: config.json model_type {model_type!r} is not a CLIP vlkit loads ({', '.join(kinds)})"
+        )
+    if Path(path).is_dir() and not any((Path(path) / file).is_file() for file in TOKENIZER_FILES):
+        raise VlkitError(
+            f"{name}: {model_type} model folder has no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
+            "copy the tokenizer files of the checkpoint it came from beside its config.json"
+        )
+    model_class, adapter = kinds[model_type]
+    try:  # fp32 first: the adapter reads the logit scale and bias before it casts to `dtype`
+        safetensors_only = use_safetensors(allow_pickle)
+        model = model_class.from_pretrained(path, dtype=torch.float32, use_safetensors=safetensors_only)
         tokenizer = AutoTokenizer.from_pretrained(path)
         image_processor = AutoImageProcessor.from_pretrained(path, backend="pil")
     except (OSError, ValueError, pickle.UnpicklingError) as exc:
-        if Path(path).is_dir():
-            raise VlkitError(f"{name}: cannot load a CLIP from this folder ({exc})".splitlines()[0]) from exc
-        raise offline_hint(name, exc) from exc
-    model.to(device).eval()
-    return HFClip(name, model, tokenizer, image_processor, device, dtype)
+        raise _load_error(name, path, exc) from exc
+    return adapter(name, model, tokenizer, image_processor, device, dtype)
 
 
-def _load_open_clip(name: str, device: torch.device, dtype: torch.dtype) -> OpenClip:
-    model, transform = create_open_clip(name)  # first: it names the extra when open_clip is not installed
-    import open_clip
-
-    model.to(device=device, dtype=dtype).eval()
-    arch, _ = parse_open_clip_name(name)
-    return OpenClip(name, model, transform, open_clip.get_tokenizer(arch), device, dtype)
-
-
-def parse_open_clip_name(name: str) -> tuple[str, str | None]:
-    """`open_clip:ARCH/PRETRAINED` -> (ARCH, PRETRAINED or None: random weights)."""
-    arch, _, pretrained = name[len(OPEN_CLIP_PREFIX) :].partition("/")
-    if not arch:
-        raise VlkitError(
-            f"{name}: expected open_clip:ARCH/PRETRAINED, e.g. open_clip:ViT-B-32/laion2b_s34b_b79k"
-        )
-    return arch, pretrained or None
-
-
-def create_open_clip(name: str) -> tuple[torch.nn.Module, Any]:
-    """The open_clip model of `open_clip:ARCH/PRETRAINED` and its evaluation transform, on the CPU in fp32.
-
-    open_clip downloads a tag's weights from the hub on first use; offline and uncached, that fails inside a
-    RuntimeError of its own, which is turned into the same one-line `offline_hint` the hub loaders give."""
-    try:
-        import open_clip
-    except ImportError as exc:
-        raise VlkitError(f"{name}: open_clip models need the extra: pip install 'vlkit[openclip]'") from exc
-    arch, pretrained = parse_open_clip_name(name)
-    try:
-        model, _, transform = open_clip.create_model_and_transforms(arch, pretrained=pretrained)
-    except (RuntimeError, OSError) as exc:
-        if isinstance(exc, OSError) or _caused_by(exc, OSError):
-            repo = (open_clip.get_pretrained_cfg(arch, pretrained or "") or {}).get("hf_hub", "").strip("/")
-            create = f"open_clip.create_model('{arch}', pretrained='{pretrained}')"
-            fetch = f'python -c "import open_clip; {create}"'
-            download = f"hf download {repo}" if repo else fetch
-            raise offline_hint(name, exc, download) from exc
-        raise VlkitError(f"{name}: open_clip cannot create it ({exc})".splitlines()[0]) from exc
-    return model, transform
-
-
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    """Whether `kind` is in the chain of exceptions that led to `exc` (raised from one, or while handling)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
+def _load_error(name: str, path: str, exc: Exception) -> VlkitError:
+    if Path(path).is_dir():
+        return VlkitError(f"{name}: cannot load a CLIP from this folder ({exc})".splitlines()[0])
+    return offline_hint(name, exc)

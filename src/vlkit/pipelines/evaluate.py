@@ -56,6 +56,7 @@ class EvaluationRequest:
     allow_empty: bool = False
     batch_size: int = 64
     device: str = "auto"
+    precision: str = "auto"  # of the CLIP metrics' model: bf16 only where the device runs it natively
     on_bad_image: str = "error"
     # `vlkit --allow-pickle`: a --model folder's pickled weights also load (torch.load, weights_only=True).
     allow_pickle: bool = False
@@ -173,8 +174,16 @@ def _clip_metrics(
         scores.unavailable(asked, "no readable image")
         return {"unavailable": "no readable image"}
     clip = clip or load_clip(
-        ClipSpec(request.model or "", device=request.device, allow_pickle=request.allow_pickle)
+        ClipSpec(
+            request.model or "",
+            device=request.device,
+            precision=request.precision,
+            allow_pickle=request.allow_pickle,
+        )
     )
+    # CLIPScore's formula is CLIP's (w * max(cos, 0), w = 2.5), kept for a SigLIP too: the record says which
+    # kind of model's cosine it is, since the two kinds' values are not on one scale.
+    scores.details["clip"].update(precision=clip.precision, scoring=clip.scoring)
     pixels = _LazyImages([image.path for image in kept])
     kept_captions = [candidates[index] for index in scan.kept]
     # Under `accelerate launch` each process scores its contiguous share of the images (CLIP-S and

@@ -1,5 +1,9 @@
 """`vlkit zeroshot`'s library half: load a classification folder or shards and a CLIP, analyse every
-template from one image pass (`vlkit.zeroshot.classifier`), write RESULTS.json and its two charts."""
+template from one image pass (`vlkit.zeroshot.classifier`), write RESULTS.json and its two charts.
+
+RESULTS.json names the precision the model ran in (what `--precision auto` became) and its scoring, and
+gives each image its top classes with the model's own probabilities (softmax over the classes for CLIP,
+one sigmoid per class for SigLIP)."""
 
 from __future__ import annotations
 
@@ -47,7 +51,7 @@ def run_zeroshot(
         encoded = encode_shard_images(clip, expand_shards(data), batch_size, on_bad_image)
         check_labels(encoded.labels, names)
         analysis = analyse_embeddings(clip, encoded.embeddings, encoded.labels, names, template_list, unseen)
-        result = analysis_to_json(analysis, encoded.names, spec.name, data)
+        result = analysis_to_json(analysis, encoded.names, spec.name, data, clip)
     else:
         dataset = load_classification_dataset(data, class_names)
         names = dataset.class_names
@@ -56,7 +60,7 @@ def run_zeroshot(
         analysis = analyse_prompts(
             clip, dataset.paths, dataset.labels, names, template_list, unseen, batch_size, on_bad_image
         )
-        result = analysis_to_json(analysis, dataset.paths, spec.name, str(data))
+        result = analysis_to_json(analysis, dataset.paths, spec.name, str(data), clip)
     if not is_main_process():  # under `accelerate launch` every process has the result; one writes it
         return result
     write_json_atomic(out, result)
@@ -144,9 +148,19 @@ def _shard_classes(pattern: str, class_names: str | None) -> tuple[list[str], li
     return names, [i for i, name in enumerate(names) if name in unseen_names]
 
 
-def analysis_to_json(analysis: PromptAnalysis, paths: Sequence[Path | str], model: str, data: str) -> dict:
-    """The RESULTS.json document: per template, ensemble, per class, confusion, per image predictions."""
+SCORING_TEXT = {
+    "softmax": "softmax over the classes of logit_scale * cos (CLIP)",
+    "sigmoid": "sigmoid of logit_scale * cos + logit_bias, each class on its own (SigLIP)",
+}
+
+
+def analysis_to_json(
+    analysis: PromptAnalysis, paths: Sequence[Path | str], model: str, data: str, clip: Clip, top_k: int = 5
+) -> dict:
+    """The RESULTS.json document: the model's precision and scoring, per template, ensemble, per class,
+    confusion, per image predictions (with the ensemble's `top_k` classes and their probabilities)."""
     best = analysis.best_template_index
+    top_classes = analysis.top_classes(top_k)
     per_class_ensemble = analysis.per_class_accuracy(-1)
     per_class_best = analysis.per_class_accuracy(best)
     counts = {name: analysis.labels.count(i) for i, name in enumerate(analysis.class_names)}
@@ -154,6 +168,11 @@ def analysis_to_json(analysis: PromptAnalysis, paths: Sequence[Path | str], mode
     return {
         "model": model,
         "data": data,
+        "precision": clip.precision,
+        "scoring": clip.scoring,
+        "probabilities": SCORING_TEXT[clip.scoring],
+        "logit_scale": clip.logit_scale,
+        "logit_bias": clip.logit_bias,
         "n_images": len(analysis.labels),
         "n_classes": len(analysis.class_names),
         "class_names": analysis.class_names,
@@ -177,6 +196,8 @@ def analysis_to_json(analysis: PromptAnalysis, paths: Sequence[Path | str], mode
                 "label": analysis.class_names[label],
                 "ensemble": analysis.class_names[int(analysis.predictions[-1, row])],
                 "best_template": analysis.class_names[int(analysis.predictions[best, row])],
+                "probability": top_classes[row][0][1],  # the ensemble's probability of its prediction
+                "top_classes": [{"class": name, "probability": p} for name, p in top_classes[row]],
             }
             for row, (index, label) in enumerate(zip(analysis.image_indices, analysis.labels, strict=True))
         ],

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     import torch
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+PRECISION_HELP = (  # the --precision help of every command that takes one
+    "auto, fp32, bf16 or fp16 weights and activations. auto: bf16 where the device runs it natively (a GPU "
+    "with bf16; a CPU with bf16 instructions that measure faster), fp32 elsewhere; outputs record which."
+)
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 MIN_SPEEDUP = 1.2  # bf16 must beat fp32 by this much to be chosen: a tie is not worth the lost digits
 CACHE_FILE = "precision.json"

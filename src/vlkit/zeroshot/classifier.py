@@ -5,6 +5,10 @@ image embeddings with one matrix product per template. The ensemble follows the 
 template's class embedding, average over templates, renormalize (`ensemble_embeddings`). Text embeddings are
 cached per (model, class names, templates). The CLIP itself comes from `vlkit.models.clip`; this module holds
 only the scoring, which no library offers per template (CLIP_benchmark reruns the whole dataset per template).
+
+Predictions rank classes by cosine, which does not depend on the model's scoring; the ensemble's class
+probabilities are the model's own (`vlkit.models.clip.class_probabilities`: a softmax over the classes for
+CLIP, an independent sigmoid per class with the logit bias for SigLIP).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 from vlkit.data.images import read_images
 from vlkit.data.shards import ShardSample, map_shards, shard_label
 from vlkit.errors import VlkitError
-from vlkit.models.clip import Clip
+from vlkit.models.clip import Clip, class_probabilities
 from vlkit.models.hub import resolve_model_name
 from vlkit.runtime.distributed import gather_in_order, process_range
 from vlkit.runtime.progress import track
@@ -176,6 +180,20 @@ class PromptAnalysis:
     unseen_class_ids: list[int]
     image_indices: list[int] = field(default_factory=list)  # index into the input paths of each scored image
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) of unreadable images
+    ensemble_similarities: torch.Tensor | None = None  # (N, C) cosine of each image with each class
+    # (N, C) the ensemble's class probabilities as the model scores them (`scoring`); set given a Clip
+    probabilities: torch.Tensor | None = None
+    scoring: str | None = None
+
+    def top_classes(self, k: int = 5) -> list[list[tuple[str, float]]]:
+        """Each image's k most probable classes under the ensemble, (name, probability), best first."""
+        if self.probabilities is None:
+            raise ValueError("no probabilities: score with a Clip (analyse_embeddings / analyse_prompts)")
+        values, indices = self.probabilities.topk(min(k, self.probabilities.shape[-1]), dim=-1)
+        return [
+            [(self.class_names[int(i)], float(v)) for v, i in zip(row_values, row_indices, strict=True)]
+            for row_values, row_indices in zip(values, indices, strict=True)
+        ]
 
     @property
     def best_template_index(self) -> int:
@@ -237,7 +255,13 @@ def score_templates(
             )
         )
     return PromptAnalysis(
-        scores[:-1], scores[-1], list(class_names), list(labels), top[:, :, 0], list(unseen_class_ids)
+        scores[:-1],
+        scores[-1],
+        list(class_names),
+        list(labels),
+        top[:, :, 0],
+        list(unseen_class_ids),
+        ensemble_similarities=logits[-1],
     )
 
 
@@ -275,6 +299,8 @@ def analyse_embeddings(
     kept_labels = [labels[i] for i in images.kept]
     analysis = score_templates(images.features, texts, kept_labels, templates, class_names, unseen_class_ids)
     analysis.image_indices, analysis.skipped = images.kept, images.skipped
+    analysis.probabilities = class_probabilities(analysis.ensemble_similarities, clip)
+    analysis.scoring = clip.scoring
     return analysis
 
 

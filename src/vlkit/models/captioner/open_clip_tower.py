@@ -25,7 +25,8 @@ from transformers import AutoConfig, PreTrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
 from vlkit.errors import VlkitError
-from vlkit.models.clip import OPEN_CLIP_PREFIX, create_open_clip, parse_open_clip_name
+from vlkit.models.clip import OPEN_CLIP_PREFIX
+from vlkit.models.open_clip_models import create_open_clip, parse_open_clip_name
 
 MODEL_TYPE = "open_clip_vision"
 

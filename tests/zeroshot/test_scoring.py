@@ -1,0 +1,90 @@
+"""`vlkit zeroshot` with a CLIP and with a SigLIP: RESULTS.json names the scoring and the precision, and each
+image's class probabilities are the model's own, computed here again through transformers' forward."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel, SiglipModel
+
+from tests.models.tiny import save_tiny_clip
+from tests.models.tiny_siglip import CONTEXT, LOGIT_BIAS, save_tiny_siglip
+from vlkit.cli.main import main
+
+TEMPLATE = "a {object}"
+KINDS = {  # kind -> (builder, model class, the kind's padding, probabilities of logits_per_image)
+    "clip": (
+        save_tiny_clip,
+        CLIPModel,
+        dict(padding=True, truncation=True),
+        lambda logits: logits.softmax(dim=-1),
+    ),
+    "siglip": (
+        save_tiny_siglip,
+        SiglipModel,
+        dict(padding="max_length", max_length=CONTEXT, truncation=True, padding_side="right"),
+        torch.sigmoid,
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("scoring")
+    return {kind: build(root / kind) for kind, (build, *_) in KINDS.items()}
+
+
+def _zeroshot(model: Path, world: Path, tmp_path: Path) -> dict:
+    (tmp_path / "templates.txt").write_text(TEMPLATE + "\n")  # one template: the ensemble is that template
+    out = tmp_path / "zs.json"
+    main(["--quiet", "zeroshot", "--model", str(model), "--data", str(world / "classification" / "val"),
+          "--templates", str(tmp_path / "templates.txt"), "--out", str(out)])  # fmt: skip
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_zeroshot_probabilities_are_the_models_own_and_the_output_names_them(
+    kind, models, shapes_world, tmp_path
+):
+    result = _zeroshot(models[kind], shapes_world, tmp_path)
+    _, model_class, padding, probabilities = KINDS[kind]
+    assert result["scoring"] == {"clip": "softmax", "siglip": "sigmoid"}[kind]
+    assert result["precision"] == "fp32"  # `auto` on a CPU the tests declare without bf16 (VLKIT_CPU_BF16=0)
+    assert result["logit_bias"] == (None if kind == "clip" else pytest.approx(LOGIT_BIAS, rel=1e-6))
+    rows = result["predictions"][:4]
+    model = model_class.from_pretrained(models[kind]).eval()
+    tokenizer = AutoTokenizer.from_pretrained(models[kind])
+    processor = AutoImageProcessor.from_pretrained(models[kind], backend="pil")
+    prompts = [TEMPLATE.replace("{object}", name) for name in result["class_names"]]
+    images = [Image.open(row["file"]).convert("RGB") for row in rows]
+    with torch.no_grad():
+        logits = model(
+            input_ids=tokenizer(prompts, return_tensors="pt", **padding)["input_ids"],
+            pixel_values=processor(images=images, return_tensors="pt")["pixel_values"],
+        ).logits_per_image  # (4 images, C classes)
+    expected = probabilities(logits)
+    for row, image_probabilities in zip(rows, expected, strict=True):
+        values, indices = image_probabilities.topk(5)
+        assert [c["class"] for c in row["top_classes"]] == [result["class_names"][i] for i in indices]
+        assert [c["probability"] for c in row["top_classes"]] == pytest.approx(values.tolist(), abs=1e-5)
+        assert row["ensemble"] == row["top_classes"][0]["class"]  # ranking does not depend on the scoring
+        assert row["probability"] == row["top_classes"][0]["probability"]
+    total = expected.sum(dim=-1)
+    assert torch.allclose(total, torch.ones(4)) == (kind == "clip")  # a softmax sums to 1; sigmoids need not
+
+
+def test_a_siglip_folder_without_its_tokenizer_is_one_line_naming_it(models, shapes_world, tmp_path, capsys):
+    folder = tmp_path / "no-tokenizer"
+    shutil.copytree(models["siglip"], folder)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        _zeroshot(folder, shapes_world, tmp_path)
+    message = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "\n" not in message and "Traceback" not in message
+    assert message.startswith("error:") and str(folder) in message and "has no tokenizer" in message
