@@ -88,3 +88,36 @@ def test_a_siglip_folder_without_its_tokenizer_is_one_line_naming_it(models, sha
     message = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and "\n" not in message and "Traceback" not in message
     assert message.startswith("error:") and str(folder) in message and "has no tokenizer" in message
+
+
+def test_a_siglip_ranks_captions_and_probes_like_any_clip(models, shapes_world, tmp_path):
+    """Retrieval and the probe with a SigLIP: R.json says sigmoid, and each caption's rank is its image's
+    place among transformers' own logits_per_text (the sigmoid is increasing: it ranks as the cosine)."""
+    out = tmp_path / "r.json"
+    main(["--quiet", "retrieval", "--model", str(models["siglip"]), "--annotations",
+          str(shapes_world / "val.json"), "--images", str(shapes_world / "images"),
+          "--out", str(out)])  # fmt: skip
+    result = json.loads(out.read_text())
+    assert (result["scoring"], result["precision"]) == ("sigmoid", "fp32")
+    _, model_class, padding, _ = KINDS["siglip"]
+    model = model_class.from_pretrained(models["siglip"]).eval()
+    tokenizer = AutoTokenizer.from_pretrained(models["siglip"])
+    processor = AutoImageProcessor.from_pretrained(models["siglip"], backend="pil")
+    val = json.loads((shapes_world / "val.json").read_text())
+    images = [Image.open(shapes_world / "images" / e["file_name"]).convert("RGB") for e in val["images"]]
+    texts = [row["text"] for row in result["per_text"][:12]]
+    with torch.no_grad():
+        logits = model(
+            input_ids=tokenizer(texts, return_tensors="pt", **padding)["input_ids"],
+            pixel_values=processor(images=images, return_tensors="pt")["pixel_values"],
+        ).logits_per_text  # (12 captions, images)
+    position = {entry["id"]: i for i, entry in enumerate(val["images"])}
+    for row, scores in zip(result["per_text"][:12], logits, strict=True):
+        own = scores[position[row["image_id"]]]
+        assert row["rank"] == 1 + int((scores > own).sum())
+    probe_out = tmp_path / "p.json"
+    classification = shapes_world / "classification"
+    main(["--quiet", "probe", "--model", str(models["siglip"]), "--train", str(classification / "train"),
+          "--test", str(classification / "val"), "--out", str(probe_out)])  # fmt: skip
+    probe = json.loads(probe_out.read_text())
+    assert probe["precision"] == "fp32" and 0.0 <= probe["top1"] <= 1.0 and probe["n_test"] == 96
