@@ -29,10 +29,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
-from vlkit.runtime.options import option, positive, require
+from vlkit.runtime.options import config_from_dict, option, positive, require
 from vlkit.shapes.grammar import SceneObject
 from vlkit.shapes.scenes import CLASS_NAMES
 
@@ -78,7 +79,16 @@ class RegionRecipe:
         require(self, "label_overlap", self.label_overlap in LABEL_OVERLAPS, f"must be one of {choices}")
 
     def describe(self) -> str:
+        """The recipe in one line (what `RegionSet.recipe` records and its digest hashes)."""
         return ",".join(f"{key}={value}" for key, value in asdict(self).items())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "RegionRecipe") -> RegionRecipe:
+        """From the JSON form; an unknown field is an error naming `source`."""
+        return config_from_dict(cls, data, source)
 
 
 @dataclass

@@ -9,8 +9,10 @@ not asked. An item that names or involves a held-out colour x shape combination 
 reports them apart (the zero-shot split's question: does the model compose what it never saw together?).
 
 Sampling is seeded per image, from (seed, image id) alone, so an image's items do not change when others are
-added. Within a type an answer is drawn uniformly first and then a question with that answer, so a model
-cannot score by the answer's prior (yes/no is balanced wherever both occur). The templates are plain data
+added. Within a type an answer is drawn first, uniformly among those not drawn yet, and then a question with
+that answer, so a model cannot score by the answer's prior (an image's two existence questions are one yes
+and one no). Pairs of lookalikes ("two red circles") are told apart by where one is relative to the other
+("the left circle"), never in a relation question, which that would answer. The templates are plain data
 below; a closed grammar needs no NLP library (the captions' `grammar` module is built the same way).
 """
 
@@ -268,12 +270,18 @@ def _relation_questions(scene: Scene) -> list[Candidate]:
 
 
 def _sample(candidates: list[Candidate], rng: np.random.Generator, n: int) -> list[Candidate]:
-    """Up to `n` distinct questions: an answer drawn uniformly among those left, then a question with it."""
+    """Up to `n` distinct questions: an answer drawn uniformly among those not yet drawn in this round (a
+    round ends when every answer left has been drawn), then a question with that answer."""
     left = list(candidates)
-    chosen = []
+    chosen: list[Candidate] = []
+    drawn: set[str] = set()
     while left and len(chosen) < n:
         answers = sorted({answer for _, answer, _, _ in left}, key=ANSWER_INDEX.__getitem__)
-        answer = answers[int(rng.integers(len(answers)))]
+        fresh = [answer for answer in answers if answer not in drawn] or answers
+        if len(fresh) == len(answers):
+            drawn.clear()
+        answer = fresh[int(rng.integers(len(fresh)))]
+        drawn.add(answer)
         options = [c for c in left if c[1] == answer]
         pick = options[int(rng.integers(len(options)))]
         chosen.append(pick)

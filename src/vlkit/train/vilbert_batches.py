@@ -34,7 +34,8 @@ from vlkit.errors import VlkitError
 from vlkit.shapes.questions import ANSWER_INDEX, QUESTION_TYPES, ReferringItem, Scene, SceneTasks, VqaItem
 from vlkit.train.region_features import RegionFeatures
 from vlkit.train.stream import batch_picks
-from vlkit.train.vilbert_masking import ViLBertDataConfig, mask_regions, mask_words
+from vlkit.train.vilbert_data_config import ViLBertDataConfig
+from vlkit.train.vilbert_masking import mask_regions, mask_words
 
 MODEL_INPUTS = (
     "input_ids",
