@@ -165,8 +165,9 @@ def test_task_targets_are_the_items_answers_and_the_objects_true_boxes(world):
         image = data.row_of[item.image_id]
         target = int(referring["referring_target"][row])
         assert np.array_equal(data.regions.regions.boxes[image, target], truth)
-        assert referring["referring_iou"][row, target] == pytest.approx(1.0)
-        assert (referring["referring_iou"][row] <= 1.0).all()
+        iou = referring["referring_iou"][row]
+        assert iou[target] == pytest.approx(1.0) and (iou <= 1.0).all()
+        assert referring["referring_hit"][row].tolist() == (iou >= 0.5).tolist()  # the copies close enough
 
 
 def test_retrieval_groups_put_the_true_pair_first_and_candidates_cover_every_caption(world):

@@ -24,11 +24,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vlkit.data.captions import CaptionDataset
-from vlkit.data.regions import xywh_to_corners
+from vlkit.data.regions import RegionSet, detected_regions, stack_regions, xywh_to_corners
 from vlkit.errors import VlkitError
 from vlkit.runtime.files import read_json
 
 EDGE_TOLERANCE_PX = 1.0
+MAX_REGIONS = 36  # the reference's regions per image (its detector's 10 to 36, padded)
 SCHEMA_HINT = 'expected {"annotations": [{"image_id": ..., "bbox": [x, y, w, h]}, ...]}'
 
 
@@ -145,3 +146,12 @@ def _inside(bbox: list[float], size: tuple[int, int], where: str) -> list[float]
 
 def _is_id(value: Any) -> bool:
     return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, str)
+
+
+def detection_region_set(
+    boxes: DetectionBoxes, image_ids: Sequence[int | str], max_regions: int = MAX_REGIONS
+) -> RegionSet:
+    """The detector's boxes of `image_ids` (the first `max_regions` of each) as one `RegionSet`, padded to
+    the most boxes any image keeps."""
+    regions = [detected_regions(*boxes.sizes[i], boxes.boxes[i], max_regions) for i in image_ids]
+    return stack_regions(list(image_ids), regions, f"source=detections,max={max_regions}")

@@ -35,10 +35,13 @@ import numpy as np
 
 from vlkit.runtime.options import config_from_dict, option, positive, require
 from vlkit.shapes.grammar import SceneObject
+from vlkit.shapes.questions import Scene
 from vlkit.shapes.scenes import CLASS_NAMES
 
 BACKGROUND = "background"
 LABEL_OVERLAPS = ("iou", "coverage")
+# Where a shapes world's regions come from: its boxes (true, jittered, distractors) or the encoder's grid.
+REGION_SOURCES = ("boxes", "grid")
 # What each region is, as stored in `RegionSet.kinds`.
 KINDS: tuple[str, ...] = ("object", "jitter", "distractor", "grid", "detected")
 # A jittered copy overlaps its object by IoU in [MIN, MAX): far enough off to differ, close enough to be it.
@@ -60,8 +63,10 @@ def object_class(obj: SceneObject) -> int:
 
 @dataclass(frozen=True)
 class RegionRecipe:
-    """How the shapes world's regions are made; a change of any field is a new set of boxes (and features)."""
+    """How the shapes world's regions are made; a change of any field is a new set of boxes (and features).
+    `source` "grid" takes the encoder's patch cells instead, labelled by coverage (the box fields unused)."""
 
+    source: str = option("boxes", "--region-source", "boxes (true, jittered, distractors) or grid (patches).")
     regions: int = option(12, "--regions", "Regions per image: true boxes, jittered copies, distractors.")
     jitter_copies: int = option(2, "--jitter-copies", "Jittered copies of each object's true box.")
     jitter: float = option(0.2, "--box-jitter", "Std of a copy's shift and log-scale, relative to its box.")
@@ -75,8 +80,9 @@ class RegionRecipe:
         require(
             self, "jitter_copies", self.jitter_copies >= 0, f"must be at least 0, got {self.jitter_copies}"
         )
-        choices = ", ".join(LABEL_OVERLAPS)
-        require(self, "label_overlap", self.label_overlap in LABEL_OVERLAPS, f"must be one of {choices}")
+        for name, choices in (("label_overlap", LABEL_OVERLAPS), ("source", REGION_SOURCES)):
+            value = getattr(self, name)
+            require(self, name, value in choices, f"must be one of {', '.join(choices)}, got {value!r}")
 
     def describe(self) -> str:
         """The recipe in one line (what `RegionSet.recipe` records and its digest hashes)."""
@@ -100,7 +106,8 @@ class ImageRegions:
     boxes: np.ndarray  # (r, 4) float32 x1, y1, x2, y2 in pixels
     kinds: np.ndarray  # (r,) int8 index into KINDS
     labels: np.ndarray | None  # (r, K) float32 class distributions (rows sum to 1), None without objects
-    object_regions: tuple[int, ...]  # the region of each object's true box, in object order
+    object_regions: tuple[int, ...]  # the region standing for each object (see `RegionSet`), in object order
+    object_boxes: np.ndarray  # (m, 4) float32 the objects' true boxes, pixel corners
 
     def locations(self) -> np.ndarray:
         """(r, 5) x1, y1, x2, y2, area, normalized by the image's width and height."""
@@ -181,7 +188,14 @@ def scene_regions(
         kinds=np.asarray(kinds, dtype=np.int8)[order],
         labels=region_labels(stacked, objects, recipe.label_overlap),
         object_regions=tuple(int(position[j]) for j in range(min(len(objects), recipe.regions))),
+        object_boxes=truth[: recipe.regions].astype(np.float32),
     )
+
+
+def scene_region_set(scenes: Sequence[Scene], recipe: RegionRecipe) -> RegionSet:
+    """The boxes of every scene (`scene_regions`), padded into one `RegionSet` of `recipe.regions` each."""
+    regions = [scene_regions(s.objects, s.image_size, s.image_size, s.image_id, recipe) for s in scenes]
+    return stack_regions([s.image_id for s in scenes], regions, recipe.describe(), recipe.regions)
 
 
 def _jittered(
@@ -244,14 +258,18 @@ def grid_regions(
     )
     boxes = np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
     labels = region_labels(boxes, objects, label_overlap) if objects is not None else None
-    return ImageRegions(width, height, boxes, np.full(len(boxes), 3, np.int8), labels, ())
+    truth = xywh_to_corners([o.bbox for o in objects or []])
+    nearest = tuple(int(i) for i in overlaps(boxes, truth, "iou").argmax(0)) if len(truth) else ()
+    return ImageRegions(width, height, boxes, np.full(len(boxes), 3, np.int8), labels, nearest, truth)
 
 
 def detected_regions(width: int, height: int, boxes: np.ndarray, max_regions: int) -> ImageRegions:
     """A detector's (n, 4) corner boxes as the regions, the first `max_regions` in file order (detectors
     write theirs best first); no class labels."""
     kept = np.asarray(boxes, dtype=np.float32)[:max_regions]
-    return ImageRegions(width, height, kept, np.full(len(kept), 4, np.int8), None, ())
+    return ImageRegions(
+        width, height, kept, np.full(len(kept), 4, np.int8), None, (), np.zeros((0, 4), np.float32)
+    )
 
 
 @dataclass
@@ -264,7 +282,10 @@ class RegionSet:
     mask: np.ndarray  # (N, R) bool, True for a real region
     kinds: np.ndarray  # (N, R) int8 index into KINDS, -1 on padding
     labels: np.ndarray | None  # (N, R, K) float32 class distributions, zeros on padding
-    object_regions: np.ndarray  # (N, M) int64: the region of each object's true box, -1 past its objects
+    # The region standing for each object: its true box (boxes), or the cell that overlaps it most by IoU
+    # (the grid); -1 past an image's objects. The objects' true boxes themselves, zeros past them.
+    object_regions: np.ndarray  # (N, M) int64
+    object_boxes: np.ndarray  # (N, M, 4) float32 pixel corners
     recipe: str  # how the boxes were made (part of the digest)
 
     def __len__(self) -> int:
@@ -301,11 +322,13 @@ def stack_regions(
     kinds = np.full((n, count), -1, np.int8)
     labels = np.zeros((n, count, len(region_classes())), np.float32) if with_labels else None
     object_regions = np.full((n, objects), -1, np.int64)
+    object_boxes = np.zeros((n, objects, 4), np.float32)
     for i, image in enumerate(regions):
         r = min(len(image.boxes), count)
         boxes[i, :r], mask[i, :r], kinds[i, :r] = image.boxes[:r], True, image.kinds[:r]
         if labels is not None:
             labels[i, :r] = image.labels[:r]  # type: ignore[index]
         object_regions[i, : len(image.object_regions)] = image.object_regions
+        object_boxes[i, : len(image.object_boxes)] = image.object_boxes
     sizes = np.array([[r.width, r.height] for r in regions], dtype=np.int64).reshape(n, 2)
-    return RegionSet(list(image_ids), sizes, boxes, mask, kinds, labels, object_regions, recipe)
+    return RegionSet(list(image_ids), sizes, boxes, mask, kinds, labels, object_regions, object_boxes, recipe)

@@ -32,7 +32,14 @@ import torch
 from transformers import PreTrainedModel
 
 from vlkit.data.images import read_image
-from vlkit.data.regions import ImageRegions, RegionSet, grid_regions
+from vlkit.data.regions import (
+    ImageRegions,
+    RegionRecipe,
+    RegionSet,
+    grid_regions,
+    scene_region_set,
+    stack_regions,
+)
 from vlkit.errors import VlkitError
 from vlkit.models.captioner.encoders import TokenLayout, encoder_kind
 from vlkit.models.captioner.open_clip_tower import register_open_clip_config
@@ -120,6 +127,9 @@ class RegionFeatures:
     cache: FeatureCache  # (N, R, F) in parts
     encoder: str
 
+    def __post_init__(self) -> None:
+        self._locations = self.regions.locations()  # (N, R, 5), once: every batch reads rows of it
+
     def __len__(self) -> int:
         return len(self.regions)
 
@@ -141,7 +151,7 @@ class RegionFeatures:
         labels = regions.labels
         return RegionRows(
             features=self.cache.rows(index),
-            boxes=torch.from_numpy(regions.locations()[index]),
+            boxes=torch.from_numpy(self._locations[index]),
             mask=torch.from_numpy(regions.mask[index].astype(np.int64)),
             labels=torch.from_numpy(labels[index]) if labels is not None else None,
             object_regions=torch.from_numpy(regions.object_regions[index]),
@@ -287,3 +297,12 @@ def encoder_grid_regions(
     (labelled by coverage when the image's `objects` are given)."""
     visible = input_frame(encoder.image_processor, width, height).visible(width, height)
     return grid_regions(width, height, encoder.layout.grid, objects, visible)
+
+
+def world_region_set(encoder: RegionEncoder, scenes: Sequence[Any], recipe: RegionRecipe) -> RegionSet:
+    """The regions of a shapes world's scenes by `recipe.source`: its boxes, or `encoder`'s patch grid."""
+    if recipe.source == "grid":
+        grids = [encoder_grid_regions(encoder, s.image_size, s.image_size, s.objects) for s in scenes]
+        rows, columns = encoder.layout.grid
+        return stack_regions([s.image_id for s in scenes], grids, f"source=grid,grid={rows}x{columns}")
+    return scene_region_set(scenes, recipe)

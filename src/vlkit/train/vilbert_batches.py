@@ -12,8 +12,10 @@ batch holds its candidates on dim 1 and `model_inputs` flattens them for `ViLBer
                      region_targets (B, R, K) (absent when the regions have no labels: detector boxes),
                      aligned (B,) 1 for the image's own caption, 0 for another image's
     VQA              answer (B,) index into ANSWERS, question_type (B,) into QUESTION_TYPES, heldout (B,)
-    referring        referring_target (B,) the region of the object's true box, referring_iou (B, R) each
-                     region's IoU with that box (the reference's soft target), heldout (B,)
+    referring        referring_target (B,) the region standing for the object (its true box; on the grid the
+                     cell overlapping it most), referring_iou (B, R) each region's IoU with the true box
+                     (the reference's soft target), referring_hit (B, R) the picks that count as right (IoU
+                     >= 0.5, the reference's rule, or the target itself), heldout (B,)
     retrieval        inputs (B, C, ...) with candidate 0 the true pair, retrieval_target (B,) = 0
     evaluation       item (B,) the item's index (VQA, referring), or text_index and image_index (retrieval)
 
@@ -47,6 +49,7 @@ MODEL_INPUTS = (
 )
 STREAMS = {"pretraining": 0, "vqa": 1, "referring": 2, "retrieval": 3}
 MISMATCH_TRIES = 20
+REFERRING_HIT_IOU = 0.5  # a pick this close to the true box is right (the reference's RefCOCO+ rule)
 
 
 def model_inputs(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -319,16 +322,21 @@ class ViLBertBatches:
         regions = self.regions.regions
         targets, ious = [], []
         for item, row in zip(chosen, rows, strict=True):
-            region = int(regions.object_regions[row, item.target])
+            region = (
+                int(regions.object_regions[row, item.target])
+                if item.target < regions.object_regions.shape[1]
+                else -1
+            )
             if region < 0:
-                raise VlkitError(
-                    f"referring: image {item.image_id!r} has no true box for object {item.target}"
-                )
+                raise VlkitError(f"referring: image {item.image_id!r} has no region for object {item.target}")
             targets.append(region)
-            iou = overlaps(regions.boxes[row], regions.boxes[row, region][None], "iou")[:, 0]
-            ious.append(iou * regions.mask[row])
+            truth = regions.object_boxes[row, item.target][None]
+            ious.append(overlaps(regions.boxes[row], truth, "iou")[:, 0] * regions.mask[row])
         batch["referring_target"] = torch.tensor(targets, dtype=torch.long)
         batch["referring_iou"] = torch.from_numpy(np.stack(ious).astype(np.float32))
+        hit = batch["referring_iou"] >= REFERRING_HIT_IOU
+        hit[torch.arange(len(targets)), batch["referring_target"]] = True
+        batch["referring_hit"] = hit
         batch["heldout"] = torch.tensor([item.heldout for item in chosen], dtype=torch.bool)
         batch["item"] = torch.tensor(items, dtype=torch.long)
         return batch
