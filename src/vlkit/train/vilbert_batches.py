@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,7 +77,7 @@ class ViLBertBatches:
         self,
         regions: RegionFeatures,
         captions: Sequence[Sequence[str]],
-        tokenizer: object,
+        tokenizer: Any,
         config: ViLBertDataConfig,
         scenes: Sequence[Scene] | None = None,
         tasks: SceneTasks | None = None,
@@ -92,7 +93,8 @@ class ViLBertBatches:
             raise VlkitError("ViLBertBatches: the scenes are not the regions' images in the same order")
         self.regions, self.config, self.tokenizer = regions, config, tokenizer
         self.row_of = {image_id: row for row, image_id in enumerate(regions.regions.image_ids)}
-        self.captions = [[self._encode(text) for text in texts] for texts in captions]
+        encoded = iter(self._encode([text for texts in captions for text in texts]))
+        self.captions = [[next(encoded) for _ in texts] for texts in captions]
         self.caption_texts = [list(texts) for texts in captions]
         self.signatures: list[Hashable] = (
             [tuple(sorted((o.colour, o.shape) for o in s.objects)) for s in scenes]
@@ -103,10 +105,10 @@ class ViLBertBatches:
         self.heldout_rows = {
             row for row, s in enumerate(scenes or []) if any((o.colour, o.shape) in held for o in s.objects)
         }
-        specials = set(tokenizer.all_special_ids)  # type: ignore[attr-defined]
+        specials = set(tokenizer.all_special_ids)
         self.specials = np.array(sorted(specials))
-        self.random_ids = np.array([i for i in range(len(tokenizer)) if i not in specials])  # type: ignore[arg-type]
-        self.mask_id = int(tokenizer.mask_token_id)  # type: ignore[attr-defined]
+        self.random_ids = np.array([i for i in range(len(tokenizer)) if i not in specials])
+        self.mask_id = int(tokenizer.mask_token_id)
         tasks = tasks or SceneTasks([], [])
         self.vqa_items = list(tasks.vqa)
         self.referring_items = list(tasks.referring)
@@ -116,8 +118,8 @@ class ViLBertBatches:
                     raise VlkitError(
                         f"{kind}[{i}]: image_id {item.image_id!r} is not an image of the regions"
                     )
-        self._vqa_text = [self._encode(item.question) for item in self.vqa_items]
-        self._referring_text = [self._encode(item.text) for item in self.referring_items]
+        self._vqa_text = self._encode([item.question for item in self.vqa_items])
+        self._referring_text = self._encode([item.text for item in self.referring_items])
         self._vqa_train = [i for i, item in enumerate(self.vqa_items) if not item.heldout]
         self._referring_train = [i for i, item in enumerate(self.referring_items) if not item.heldout]
 
@@ -247,8 +249,12 @@ class ViLBertBatches:
 
     # -------------------------------------------------------------------------------------- the parts
 
-    def _encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, truncation=True, max_length=self.config.max_text_tokens)["input_ids"]  # type: ignore[operator]
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        """Word-piece ids of each text, [CLS] and [SEP] included, cut to `max_text_tokens` (one call)."""
+        if not texts:
+            return []
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.config.max_text_tokens)
+        return [list(ids) for ids in encoded["input_ids"]]
 
     def _flat_captions(self) -> list[list[int]]:
         return [ids for captions in self.captions for ids in captions]
@@ -256,7 +262,7 @@ class ViLBertBatches:
     def _text(self, encoded: Sequence[list[int]]) -> dict[str, torch.Tensor]:
         """Word-piece id lists -> input_ids and attention_mask, padded with [PAD] to the longest."""
         length = max(len(ids) for ids in encoded)
-        pad = int(self.tokenizer.pad_token_id)  # type: ignore[attr-defined]
+        pad = int(self.tokenizer.pad_token_id)
         input_ids = torch.full((len(encoded), length), pad, dtype=torch.long)
         attention = torch.zeros((len(encoded), length), dtype=torch.long)
         for i, ids in enumerate(encoded):
