@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 
 import torch
 
@@ -84,3 +86,13 @@ def test_real_images_with_a_detector_s_boxes_run_the_same_model(shapes_world, tm
     model = ViLBertModel(dataclasses.replace(TINY_VILBERT, **data.model_fields()))
     output = model(**model_inputs(batch))
     assert model.alignment_logits(output).shape == (4, 2) and torch.isfinite(output.vision_pooled).all()
+
+
+def test_the_data_settings_and_readers_load_no_model_library():
+    # The CLI builds its options from RegionRecipe and ViLBertDataConfig; `--help` must stay light.
+    code = (
+        "import sys, vlkit.train.vilbert_data_config, vlkit.data.regions, vlkit.data.detections, "
+        "vlkit.data.scene_tasks; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
