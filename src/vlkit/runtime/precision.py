@@ -1,8 +1,8 @@
 """`--precision auto`: bf16 only where the device runs it natively, fp32 everywhere else.
 
 bf16 weights halve memory traffic, but a CPU without bf16 instructions emulates every bf16 matmul and runs
-it several times slower than fp32 (ViT-B/32 zero-shot: 2.0 images/s in bf16 against 16.2 in fp32 on an
-AMD EPYC without AVX-512), so "bf16 for speed" is only true on some machines. `auto` therefore means:
+it several times slower than fp32 (docs/scaling.md), so "bf16 for speed" is only true on some machines.
+`auto` therefore means:
 
 - a CUDA device: bf16 when torch says the GPU supports it, else fp32 (fp16 is never chosen for the user:
   its range overflows in some models' activations);
