@@ -200,7 +200,9 @@ def test_caption_train_and_predict_commands(parts, shapes_world, tmp_path, capsy
     captions = json.loads(predictions.read_text())
     assert sorted(captions) == ["val_00000", "val_00001", "val_00002"] and all(
         isinstance(c, str) for c in captions.values()
-    )  # the DLCV layout holds captions only: the precision `auto` became is printed instead
+    )  # the DLCV layout holds captions only: how they were made goes beside them
+    run = json.loads((tmp_path / "pred.run.json").read_text())
+    assert run["precision"] == "fp32" and run["decoding"]["num_beams"] == 2 and run["n_captions"] == 3
     assert "(precision fp32)" in " ".join(capsys.readouterr().out.split())
 
 

@@ -96,7 +96,8 @@ def predict(
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
 ) -> None:
     """Caption every image of a folder or of WebDataset shards (greedy search, beam search or seeded
-    sampling) into a DLCV-style predictions JSON (only captions in it: the precision used is printed)."""
+    sampling) into a DLCV-style predictions JSON (captions only), with how they were made beside it in
+    PRED.run.json (model, precision, decoding)."""
     from vlkit.captioning.generate import predict_captions, predict_shard_captions
     from vlkit.data.shards import expand_shards
     from vlkit.models.captioner.model import load_captioner
@@ -119,6 +120,11 @@ def predict(
     if not process_state().is_main_process:  # every process has every caption; one writes them
         return
     write_json_atomic(out, predictions)
+    source = {"images": str(images) if images else None, "shards": shards}
+    decoding_used = dataclasses.asdict(config)
+    run = {"model": str(model), **source, "n_captions": len(predictions), "precision": precision_name,
+           "decoding": decoding_used}  # fmt: skip
+    write_json_atomic(out.with_name(f"{out.stem}.run.json"), run)
     console.print(f"[green]wrote[/] {len(predictions)} captions to {out} (precision {precision_name})")
 
 
