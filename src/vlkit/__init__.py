@@ -52,6 +52,11 @@ _API: dict[str, str] = {
     "retrieve_shards": "vlkit.zeroshot.retrieval",
     "RetrievalRanks": "vlkit.metrics.retrieval",
     "retrieval_ranks": "vlkit.metrics.retrieval",
+    "ProbeConfig": "vlkit.probe.config",
+    "LinearProbe": "vlkit.probe.logistic",
+    "fit_logistic_regression": "vlkit.probe.logistic",
+    "train_probe": "vlkit.probe.protocol",
+    "score_probe": "vlkit.probe.protocol",
     "ClipTrainConfig": "vlkit.train.config",
     "train_clip": "vlkit.train.clip_trainer",
     # captioning
@@ -102,6 +107,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from vlkit.models.captioner.config import CaptionerSpec
     from vlkit.models.captioner.model import Captioner, build_captioner, load_captioner
     from vlkit.models.clip import Clip, ClipSpec, class_probabilities, load_clip
+    from vlkit.probe.config import ProbeConfig
+    from vlkit.probe.logistic import LinearProbe, fit_logistic_regression
+    from vlkit.probe.protocol import score_probe, train_probe
     from vlkit.shapes.world import ShapesConfig, generate_world
     from vlkit.train.caption_trainer import train_captioner
     from vlkit.train.clip_trainer import train_clip
