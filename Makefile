@@ -51,11 +51,13 @@ $(GPT2_RANKS): | $(VENV)/.installed
 		$@.part $(GPT2_RANKS_SHA256)
 	mv $@.part $@
 
-# All three required: without them the report test, the Java comparisons and the real GPT-2 tokenizer's tests
-# would fail instead of skipping.
+# Browser, Java and fixtures all required: without them the report test, the Java comparisons and the real
+# GPT-2 tokenizer's tests would fail instead of skipping. Two pytest workers (pytest-xdist), one per core:
+# each test runs one torch thread, so two at a time cut the wall time; `--dist loadfile` keeps a file's
+# tests (and its module fixtures, such as the real-size models) on one worker.
 test: $(VENV)/.installed browser java fixtures
 	$(VENV)/bin/ruff check src tests bench
-	VLKIT_REQUIRE_BROWSER=1 VLKIT_REQUIRE_JAVA=1 VLKIT_REQUIRE_FIXTURES=1 $(PY) -m pytest -q
+	VLKIT_REQUIRE_BROWSER=1 VLKIT_REQUIRE_JAVA=1 VLKIT_REQUIRE_FIXTURES=1 $(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench
