@@ -28,6 +28,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -160,7 +161,7 @@ def build_feature_cache(
     key = cache_key(captioner, images, dtype)
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     folder = Path(cache_root) / name
-    parts = _open_if_complete(folder, key, images.sizes)
+    parts = open_if_complete(folder, key, images.sizes)
     if parts is not None:
         log.info("feature cache: reusing %s (%d images)", folder, sum(images.sizes))
         return FeatureCache(folder, parts, reused=True)
@@ -170,7 +171,7 @@ def build_feature_cache(
     for k in mine:  # a part's temporary file left by a killed run: only this process writes part k now
         for stale in folder.glob(f".{PART_FILE % k}.*.tmp"):
             stale.unlink(missing_ok=True)
-    todo = [k for k in mine if _open_part(folder, k, images.sizes[k], dtype) is None]
+    todo = [k for k in mine if open_part(folder, k, images.sizes[k], dtype) is None]
     for k in track(todo, "encode images", total=len(todo)):
         _compute_part(captioner, images, k, folder, batch_size, DTYPES[dtype])
     state.wait_for_everyone()
@@ -180,23 +181,29 @@ def build_feature_cache(
             "feature cache: wrote %s (%d part(s), %d images)", folder, len(images.sizes), sum(images.sizes)
         )
     state.wait_for_everyone()
-    parts = [_open_part(folder, k, size, dtype) for k, size in enumerate(images.sizes)]
+    parts = [open_part(folder, k, size, dtype) for k, size in enumerate(images.sizes)]
     if any(part is None for part in parts):
         raise VlkitError(f"{folder}: a feature part is missing after the build (is the folder shared?)")
     return FeatureCache(folder, parts, reused=False)  # type: ignore[arg-type]
 
 
-def _open_if_complete(folder: Path, key: dict[str, str], sizes: list[int]) -> list[np.ndarray] | None:
+def open_if_complete(folder: Path, key: dict[str, Any], sizes: list[int]) -> list[np.ndarray] | None:
+    """Every part of a cache folder memory-mapped, or None unless its meta matches `key` and all parts are
+    complete (shared with the region-feature cache, which keeps the same folder layout)."""
     if not (folder / META_FILE).is_file():
         return None
     meta = read_json(folder / META_FILE)
-    if any(meta.get(part) != value for part, value in key.items()) or meta.get("parts") != sizes:
+    if (
+        not isinstance(meta, dict)
+        or any(meta.get(part) != value for part, value in key.items())
+        or meta.get("parts") != sizes
+    ):
         return None
-    parts = [_open_part(folder, k, size, key["dtype"]) for k, size in enumerate(sizes)]
+    parts = [open_part(folder, k, size, key["dtype"]) for k, size in enumerate(sizes)]
     return None if any(part is None for part in parts) else parts  # type: ignore[return-value]
 
 
-def _open_part(folder: Path, k: int, rows: int, dtype: str) -> np.ndarray | None:
+def open_part(folder: Path, k: int, rows: int, dtype: str) -> np.ndarray | None:
     """Part k memory-mapped, or None when it is missing or not what it should be (rows, dtype)."""
     path = folder / (PART_FILE % k)
     if not path.is_file():

@@ -46,7 +46,7 @@ from vlkit.models.captioner.open_clip_tower import register_open_clip_config
 from vlkit.models.captioner.parts import load_encoder, load_image_processor
 from vlkit.models.clip import resolve_device
 from vlkit.runtime.distributed import process_state
-from vlkit.runtime.files import read_json, write_json_atomic
+from vlkit.runtime.files import write_json_atomic
 from vlkit.runtime.progress import track
 from vlkit.train.feature_cache import (
     DTYPES,
@@ -56,6 +56,8 @@ from vlkit.train.feature_cache import (
     FeatureCache,
     encoder_fingerprint,
     images_fingerprint,
+    open_if_complete,
+    open_part,
 )
 from vlkit.train.region_pooling import cell_weights, grid_boxes, input_frame, pool_regions
 
@@ -200,51 +202,26 @@ def encode_regions(
     key = region_cache_key(encoder, paths, regions, dtype)
     folder = Path(cache_root) / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     sizes = [min(PART_SIZE, len(paths) - start) for start in range(0, len(paths), PART_SIZE)]
-    parts = _open_if_complete(folder, key, sizes)
+    parts = open_if_complete(folder, key, sizes)
     if parts is not None:
         log.info("region features: reusing %s (%d images)", folder, len(paths))
         return RegionFeatures(regions, FeatureCache(folder, parts, reused=True), encoder.name)
     state = process_state()
     folder.mkdir(parents=True, exist_ok=True)
     mine = range(state.process_index, len(sizes), state.num_processes)
-    todo = [k for k in mine if _open_part(folder, k, sizes[k], dtype) is None]
+    todo = [k for k in mine if open_part(folder, k, sizes[k], dtype) is None]
     for k in track(todo, "encode regions", total=len(todo)):
         _compute_part(encoder, paths, regions, k, folder, batch_size, DTYPES[dtype])
     state.wait_for_everyone()
     if state.is_main_process:
         write_json_atomic(folder / META_FILE, {**key, "parts": sizes, "encoder_name": encoder.name})
     state.wait_for_everyone()
-    opened = [_open_part(folder, k, size, dtype) for k, size in enumerate(sizes)]
+    opened = [open_part(folder, k, size, dtype) for k, size in enumerate(sizes)]
     if any(part is None for part in opened):
         raise VlkitError(
             f"{folder}: a region feature part is missing after the build (is the folder shared?)"
         )
     return RegionFeatures(regions, FeatureCache(folder, opened, reused=False), encoder.name)  # type: ignore[arg-type]
-
-
-def _open_if_complete(folder: Path, key: dict, sizes: list[int]) -> list[np.ndarray] | None:
-    if not (folder / META_FILE).is_file():
-        return None
-    meta = read_json(folder / META_FILE)
-    if (
-        not isinstance(meta, dict)
-        or any(meta.get(k) != v for k, v in key.items())
-        or meta.get("parts") != sizes
-    ):
-        return None
-    parts = [_open_part(folder, k, size, key["dtype"]) for k, size in enumerate(sizes)]
-    return None if any(part is None for part in parts) else parts  # type: ignore[return-value]
-
-
-def _open_part(folder: Path, k: int, rows: int, dtype: str) -> np.ndarray | None:
-    path = folder / (PART_FILE % k)
-    if not path.is_file():
-        return None
-    try:
-        part = np.load(path, mmap_mode="r")
-    except (ValueError, OSError):
-        return None
-    return part if len(part) == rows and part.dtype == DTYPES[dtype] else None
 
 
 def _compute_part(
