@@ -74,6 +74,17 @@ def _launched(args: list[str], processes: int = 2, program: Path | None = None) 
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+def _assert_same_predictions(one: list[dict], two: list[dict]) -> None:
+    """Zero-shot predictions of one and of two processes: two batch the images otherwise, so float rounding
+    moves the probabilities (and may swap two near-tied runners-up), never a prediction."""
+    exact = ("file", "label", "ensemble", "best_template")
+    assert [{k: p[k] for k in exact} for p in one] == [{k: p[k] for k in exact} for p in two]
+    for a, b in zip(one, two, strict=True):
+        assert a["probability"] == pytest.approx(b["probability"], abs=1e-5)
+        top_a, top_b = ({c["class"]: c["probability"] for c in p["top_classes"]} for p in (a, b))
+        assert sorted(top_a.values()) == pytest.approx(sorted(top_b.values()), abs=1e-5)
+
+
 def _losses(out: Path) -> list[tuple[int, float]]:
     records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     return [(r["step"], r["loss"]) for r in records]
@@ -213,16 +224,7 @@ def test_predict_and_zeroshot_on_two_processes_write_what_one_process_writes(sha
     zs_one = json.loads((tmp_path / "zs_one.json").read_text())
     zs_two = json.loads((tmp_path / "zs_two.json").read_text())
     assert zs_one["n_images"] == zs_two["n_images"] > 0
-    # Two processes batch the images otherwise: float rounding moves the probabilities (and may swap two
-    # near-tied runners-up), never a prediction.
-    exact = ("file", "label", "ensemble", "best_template")
-    assert [{k: p[k] for k in exact} for p in zs_one["predictions"]] == [
-        {k: p[k] for k in exact} for p in zs_two["predictions"]
-    ]
-    for a, b in zip(zs_one["predictions"], zs_two["predictions"], strict=True):
-        assert a["probability"] == pytest.approx(b["probability"], abs=1e-5)
-        top_a, top_b = ({c["class"]: c["probability"] for c in p["top_classes"]} for p in (a, b))
-        assert sorted(top_a.values()) == pytest.approx(sorted(top_b.values()), abs=1e-5)
+    _assert_same_predictions(zs_one["predictions"], zs_two["predictions"])
     assert [t["top1"] for t in zs_one["templates"]] == [t["top1"] for t in zs_two["templates"]]
 
 
@@ -295,13 +297,4 @@ def test_training_prediction_and_zeroshot_from_shards_on_two_processes_match_one
     zs_one = json.loads((tmp_path / "zs_one.json").read_text())
     zs_two = json.loads((tmp_path / "zs_two.json").read_text())
     assert zs_one["n_images"] == zs_two["n_images"] == 96
-    # Two processes batch the images otherwise: float rounding moves the probabilities (and may swap two
-    # near-tied runners-up), never a prediction.
-    exact = ("file", "label", "ensemble", "best_template")
-    assert [{k: p[k] for k in exact} for p in zs_one["predictions"]] == [
-        {k: p[k] for k in exact} for p in zs_two["predictions"]
-    ]
-    for a, b in zip(zs_one["predictions"], zs_two["predictions"], strict=True):
-        assert a["probability"] == pytest.approx(b["probability"], abs=1e-5)
-        top_a, top_b = ({c["class"]: c["probability"] for c in p["top_classes"]} for p in (a, b))
-        assert sorted(top_a.values()) == pytest.approx(sorted(top_b.values()), abs=1e-5)
+    _assert_same_predictions(zs_one["predictions"], zs_two["predictions"])
