@@ -1,5 +1,5 @@
 """ViLBERT's co-attention as a figure a person opens: the image with its regions' boxes, then one panel per
-word, each region shaded by the share of the word's attention it gets (the peak region outlined).
+word, each pixel shaded by the largest attention among the regions covering it (the peak region outlined).
 
 matplotlib draws (Agg backend, through `plots._to_png`, which keeps the bytes reproducible); this module
 only lays the panels out. The maps come in as arrays (which layer and heads were averaged is the caller's
@@ -57,11 +57,8 @@ def coattention_figure(
     for panel, (word, weights) in enumerate(zip(words, attention, strict=False), start=1):
         ax = axes.flat[panel]
         ax.imshow(image, interpolation="nearest")
-        shown = np.where(mask, weights, 0.0)
+        ax.imshow(_shading(image.shape[:2], boxes, np.where(mask, weights, 0.0)), interpolation="nearest")
         peak = int(np.argmax(np.where(mask, weights, -np.inf)))
-        scale = max(float(shown.max()), 1e-12)
-        for k in np.flatnonzero(mask):
-            _box(ax, boxes[k], PEAK, 0.4, fill=0.55 * shown[k] / scale)
         for box in np.asarray(object_boxes if object_boxes is not None else []).reshape(-1, 4):
             _box(ax, box, OBJECT, 1.5, style="--")
         _box(ax, boxes[peak], PEAK, 2.0)
@@ -72,10 +69,23 @@ def coattention_figure(
     return _to_png(fig)
 
 
-def _box(ax, box: np.ndarray, colour: str, width: float, fill: float = 0.0, style: str = "-") -> None:
+def _shading(size: tuple[int, int], boxes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(H, W, 4) RGBA: each pixel the peak colour at an opacity of the largest weight among the regions
+    covering it, relative to the word's peak (one array, not a patch per region: a figure in a blink)."""
+    height, width = size
+    level = np.zeros((height, width))
+    for box, weight in zip(np.asarray(boxes), weights, strict=True):
+        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+        cell = level[max(y1, 0) : max(y2, 0), max(x1, 0) : max(x2, 0)]
+        np.maximum(cell, weight, out=cell)
+    rgba = np.zeros((height, width, 4))
+    rgba[..., :3] = matplotlib.colors.to_rgb(PEAK)
+    rgba[..., 3] = 0.6 * level / max(float(level.max()), 1e-12)
+    return rgba
+
+
+def _box(ax, box: np.ndarray, colour: str, width: float, style: str = "-") -> None:
     x1, y1, x2, y2 = (float(v) for v in box)
-    if fill > 0:
-        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, facecolor=colour, alpha=fill, edgecolor="none"))
     ax.add_patch(
         Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=width, linestyle=style)
     )

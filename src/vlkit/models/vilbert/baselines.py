@@ -12,14 +12,13 @@ the full model is, so that the gap to it is what that input is worth.
 Hiding the input of the same model, rather than training a text-only BERT with a VQA head, keeps
 everything else equal: the architecture, the heads, the parameter count, the trainer and its budget.
 
-A folder is the wrapped model's own folder plus `vlkit_blinded.json` ({"hide": ...}); `from_pretrained`
-loads the wrapped model with `load_model` (the VL models' loader).
+A folder is config.json (`{"vlkit_vl_model": "blinded", "hide": ...}`) and the wrapped model's own folder in
+model/, which `from_pretrained` loads with `load_vl_model`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +26,14 @@ import torch
 from torch import nn
 
 from vlkit.errors import VlkitError
+from vlkit.models.vilbert.config import CONFIG_FILE
+from vlkit.models.vilbert.config import VL_MODEL_KEY as MODEL_KEY
 from vlkit.models.vilbert.embeddings import WHOLE_IMAGE_BOX
 from vlkit.runtime.files import read_json, write_json_atomic
 
 HIDDEN = {"regions": "question-only", "question": "image-only"}  # what is hidden -> the baseline's name
-BLINDED_FILE = "vlkit_blinded.json"
+BLINDED_NAME = "blinded"  # its `vlkit_vl_model` name
+INNER_DIR = "model"  # the wrapped model's folder inside a blinded model's
 
 
 def hide_regions(
@@ -120,20 +122,21 @@ class BlindedModel(nn.Module):
         return sum(p.numel() for p in self.model.parameters())
 
     def save_pretrained(self, folder: str | os.PathLike[str], tokenizer: Any = None) -> Path:
-        folder = Path(self.model.save_pretrained(folder, tokenizer) or folder)
-        write_json_atomic(folder / BLINDED_FILE, {"hide": self.hide})
+        """config.json naming this class and what it hides; the wrapped model in `folder/model` (the
+        tokenizer's files in both, so the folder reads as any VL model run's)."""
+        folder = Path(folder)
+        self.model.save_pretrained(folder / INNER_DIR, tokenizer)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder)
+        write_json_atomic(folder / CONFIG_FILE, {MODEL_KEY: BLINDED_NAME, "hide": self.hide})
         return folder
 
     @classmethod
-    def from_pretrained(
-        cls, folder: str | os.PathLike[str], load_model: Callable[[Path], nn.Module]
-    ) -> BlindedModel:
-        folder = Path(folder)
-        stamp = read_json(folder / BLINDED_FILE)
-        if not isinstance(stamp, dict) or stamp.get("hide") not in HIDDEN:
-            raise VlkitError(f"{folder / BLINDED_FILE}: expected {{'hide': 'regions' | 'question'}}")
-        return cls(load_model(folder), stamp["hide"])
+    def from_pretrained(cls, folder: str | os.PathLike[str]) -> BlindedModel:
+        from vlkit.models.vilbert.vl_models import load_vl_model
 
-
-def is_blinded(folder: str | os.PathLike[str]) -> bool:
-    return (Path(folder) / BLINDED_FILE).is_file()
+        path = Path(folder) / CONFIG_FILE
+        config = read_json(path)
+        if not isinstance(config, dict) or config.get("hide") not in HIDDEN:
+            raise VlkitError(f"{path}: 'hide' must be one of {', '.join(HIDDEN)}")
+        return cls(load_vl_model(Path(folder) / INNER_DIR), config["hide"])
