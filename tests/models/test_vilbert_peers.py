@@ -15,11 +15,13 @@ from transformers import LxmertModel, VisualBertModel
 from tests.models.tiny_vilbert import TINY_VILBERT, tiny_batch
 from vlkit.errors import ConfigError, VlkitError
 from vlkit.models.vilbert.baselines import BlindedModel, hide_question
+from vlkit.models.vilbert.config import VL_MODEL_KEY
 from vlkit.models.vilbert.heads import masked_region_loss
 from vlkit.models.vilbert.model import ViLBertModel
-from vlkit.models.vilbert.peer_config import MODEL_KEY, PEER_KINDS, PeerConfig
+from vlkit.models.vilbert.peer_config import PEER_KINDS, PeerConfig
 from vlkit.models.vilbert.peers import PeerModel, build_peer, count_peer_parameters, lxmert_config, peer_like
 from vlkit.models.vilbert.variants import count_parameters
+from vlkit.models.vilbert.vl_models import load_vl_model
 
 
 def _perturbed(module: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -74,8 +76,8 @@ def test_a_peer_survives_save_and_load_with_identical_outputs(kind, tmp_path):
     model = _perturbed(build_peer(peer_like(kind, TINY_VILBERT)), seed=3)
     model.save_pretrained(tmp_path / kind)
     saved = json.loads((tmp_path / kind / "config.json").read_text())
-    assert saved[MODEL_KEY] == kind
-    loaded = PeerModel.from_pretrained(tmp_path / kind)
+    assert saved[VL_MODEL_KEY] == kind
+    loaded = load_vl_model(tmp_path / kind)
     assert type(loaded) is type(model) and loaded.config == model.config
     inputs = tiny_batch(seed=4).inputs()
     with torch.no_grad():
@@ -126,8 +128,8 @@ def test_bad_peer_configs_and_folders_are_one_line(tmp_path):
     config = peer_like("lxmert", TINY_VILBERT)
     build_peer(config).save_pretrained(tmp_path / "p")
     data = json.loads((tmp_path / "p" / "config.json").read_text())
-    (tmp_path / "p" / "config.json").write_text(json.dumps({**data, MODEL_KEY: "visualbert"}))
-    with pytest.raises(ConfigError, match=MODEL_KEY):
+    (tmp_path / "p" / "config.json").write_text(json.dumps({**data, VL_MODEL_KEY: "visualbert"}))
+    with pytest.raises(ConfigError, match=VL_MODEL_KEY):
         PeerModel.from_pretrained(tmp_path / "p")
     build_peer(dataclasses.replace(config, hidden_size=8)).save_pretrained(tmp_path / "q")
     (tmp_path / "q" / "config.json").write_text(json.dumps(data))
@@ -194,7 +196,8 @@ def test_hiding_the_question_keeps_cls_and_sep_and_the_text_length():
 def test_a_blinded_model_survives_save_and_load(tmp_path):
     model = BlindedModel(_perturbed(ViLBertModel(TINY_VILBERT), seed=12), "regions")
     model.save_pretrained(tmp_path / "b")
-    loaded = BlindedModel.from_pretrained(tmp_path / "b", ViLBertModel.from_pretrained)
+    loaded = load_vl_model(tmp_path / "b")  # the VL models' loader reads it as what it is: blind
+    assert isinstance(loaded, BlindedModel) and isinstance(loaded.model, ViLBertModel)
     assert loaded.hide == "regions" and loaded.name == "question-only"
     inputs = tiny_batch(seed=13).inputs()
     with torch.no_grad():

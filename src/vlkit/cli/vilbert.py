@@ -11,10 +11,12 @@ from rich.console import Console
 from rich.table import Table
 
 from vlkit.cli.options import build, config_options
+from vlkit.cli.vilbert_study import study
 from vlkit.train.vilbert_train_config import VilbertTrainConfig
 
 app = typer.Typer(help="ViLBERT on the shapes world: pre-train, fine-tune, evaluate.", no_args_is_help=True)
 console = Console()
+app.command("study")(study)  # the study of the variants, peers and baselines: `vlkit.cli.vilbert_study`
 
 WORLD_HELP = "Shapes world folder (`vlkit data shapes --out DIR` makes one); required."
 RESUME_HELP = "Continue from the newest complete checkpoint in OUT."

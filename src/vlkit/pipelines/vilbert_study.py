@@ -82,6 +82,7 @@ class StudyRequest:
     world: Path | None = None  # an existing shapes world (default: made in OUT/world)
     seeds: int | None = None  # how many seeds (default: the plan's)
     budget_s: float | None = None  # seeds after the first run only while they fit (default: the plan's)
+    threads: int | None = None  # torch CPU threads of every run (default: the plan's)
 
 
 def run_study(request: StudyRequest) -> dict[str, Any]:
@@ -95,6 +96,8 @@ def run_study(request: StudyRequest) -> dict[str, Any]:
         world = request.world or out / "world"
         if request.world is None:
             ensure_world(plan.world, world)
+        if request.threads is not None:
+            plan.base = dataclasses.replace(plan.base, threads=request.threads)
         if plan.base.feature_cache_dir is None:  # the study's own cache: it builds what it needs
             plan.base = dataclasses.replace(plan.base, feature_cache_dir=str(out / "region_features"))
         context = _context(out, world, plan, stages)

@@ -26,8 +26,7 @@ import torch
 from torch import nn
 
 from vlkit.errors import VlkitError
-from vlkit.models.vilbert.config import CONFIG_FILE
-from vlkit.models.vilbert.config import VL_MODEL_KEY as MODEL_KEY
+from vlkit.models.vilbert.config import CONFIG_FILE, VL_MODEL_KEY
 from vlkit.models.vilbert.embeddings import WHOLE_IMAGE_BOX
 from vlkit.runtime.files import read_json, write_json_atomic
 
@@ -128,7 +127,7 @@ class BlindedModel(nn.Module):
         self.model.save_pretrained(folder / INNER_DIR, tokenizer)
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
-        write_json_atomic(folder / CONFIG_FILE, {MODEL_KEY: BLINDED_NAME, "hide": self.hide})
+        write_json_atomic(folder / CONFIG_FILE, {VL_MODEL_KEY: BLINDED_NAME, "hide": self.hide})
         return folder
 
     @classmethod

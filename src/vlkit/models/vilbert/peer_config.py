@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vlkit.models.vilbert.config import CONFIG_FILE, VL_MODEL_KEY
 from vlkit.runtime.files import read_json, write_json_atomic
 from vlkit.runtime.options import config_from_dict, option, positive, require
 
-CONFIG_FILE = "config.json"
-MODEL_KEY = "vlkit_vl_model"  # config.json's key naming the VL model class (`load_vl_model` reads it)
 PEER_KINDS = ("lxmert", "visualbert")
 
 
@@ -85,17 +84,17 @@ class PeerConfig:
     def from_dict(cls, data: dict[str, Any], source: str = "PeerConfig") -> PeerConfig:
         """From the JSON form (the `vlkit_vl_model` key, if there, must agree with `kind`)."""
         data = dict(data)
-        named = data.pop(MODEL_KEY, None)
+        named = data.pop(VL_MODEL_KEY, None)
         config = config_from_dict(cls, data, source)
         require(
-            cls, MODEL_KEY, named in (None, config.kind), f"{named!r} disagrees with kind {config.kind!r}"
+            cls, VL_MODEL_KEY, named in (None, config.kind), f"{named!r} disagrees with kind {config.kind!r}"
         )
         return config
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
         """Write `folder/config.json` (atomically), the `vlkit_vl_model` key first; returns its path."""
         path = Path(folder) / CONFIG_FILE
-        write_json_atomic(path, {MODEL_KEY: self.kind, **self.to_dict()})
+        write_json_atomic(path, {VL_MODEL_KEY: self.kind, **self.to_dict()})
         return path
 
     @classmethod

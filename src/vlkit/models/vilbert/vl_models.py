@@ -21,6 +21,9 @@ from vlkit.runtime.files import read_json
 
 VL_MODELS: dict[str, tuple[str, str]] = {
     "vilbert": ("vlkit.models.vilbert.model", "ViLBertModel"),
+    "lxmert": ("vlkit.models.vilbert.peers", "LxmertVL"),
+    "visualbert": ("vlkit.models.vilbert.peers", "VisualBertVL"),
+    "blinded": ("vlkit.models.vilbert.baselines", "BlindedModel"),
 }
 
 
