@@ -30,7 +30,10 @@ def study(
         help="Later seeds run only while they fit in this (default 25; none with --quick).",
     ),
     threads: int = typer.Option(
-        None, "--threads", help="Torch CPU threads of every run (default: the plan's)."
+        None, "--threads", help="Torch CPU threads of every run (default: 1 with several workers)."
+    ),
+    workers: int = typer.Option(
+        None, "--workers", help="Runs at a time, each in its own process (default 2; 1 with --quick)."
     ),
 ) -> None:
     """Train and evaluate two-stream, no-standard-layers, sequential, single-stream, no-pretraining,
@@ -39,7 +42,7 @@ def study(
     from vlkit.pipelines.vilbert_study import StudyRequest, run_study
 
     budget = None if budget_minutes is None else 60 * budget_minutes
-    document = run_study(StudyRequest(out, seed, quick, world, seeds, budget, threads))
+    document = run_study(StudyRequest(out, seed, quick, world, seeds, budget, threads, workers))
     _print_study(document)
     console.print(f"[green]done[/] in {document['total_s']:.0f} s; outputs in {out}")
 

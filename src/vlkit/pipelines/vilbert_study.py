@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from vlkit.pipelines.demo import Stages
-from vlkit.pipelines.embedded import ensure_world, world_digest
-from vlkit.pipelines.vilbert_study_runs import BASELINE_MODELS, MODELS, StudyContext, run_model
+from vlkit.pipelines.embedded import ensure_world
+from vlkit.pipelines.vilbert_study_runs import BASELINE_MODELS, load_context
+from vlkit.pipelines.vilbert_study_schedule import schedule_runs
 from vlkit.runtime.files import write_bytes_atomic, write_json_atomic, write_text_atomic
 from vlkit.shapes.world import ShapesConfig
 
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 
 STUDY_FILE = "study.json"
 METRICS = ("vqa_accuracy", "vqa_heldout_accuracy", "retrieval_r1", "refer_accuracy", "seconds_per_step")
-SPLIT_KEYS = ("vqa_by_type",)
 
 
 @dataclass
@@ -50,6 +50,7 @@ class StudyPlan:
     seeds: tuple[int, ...]
     figure_models: tuple[str, ...] | None = None  # the models whose co-attention is drawn (None: all)
     budget_s: float | None = None  # the whole study's time; a later seed's run only when it fits (None: all)
+    workers: int = 1  # runs at a time, each in its own process with one torch thread (1: in this process)
 
 
 def study_plan(seed: int, quick: bool) -> StudyPlan:
@@ -69,7 +70,8 @@ def study_plan(seed: int, quick: bool) -> StudyPlan:
         )  # fmt: skip
         base = dataclasses.replace(base, data=dataclasses.replace(base.data, batch_size=8))
         return StudyPlan(world, base, 2, 2, seeds=(seed,), figure_models=("two-stream",))
-    return StudyPlan(ShapesConfig(seed=0), VilbertTrainConfig(), 300, 300, (seed, seed + 1), budget_s=25 * 60)
+    base = VilbertTrainConfig()
+    return StudyPlan(ShapesConfig(seed=0), base, 300, 300, (seed, seed + 1), budget_s=25 * 60, workers=2)
 
 
 @dataclass
@@ -83,6 +85,7 @@ class StudyRequest:
     seeds: int | None = None  # how many seeds (default: the plan's)
     budget_s: float | None = None  # seeds after the first run only while they fit (default: the plan's)
     threads: int | None = None  # torch CPU threads of every run (default: the plan's)
+    workers: int | None = None  # runs at a time, each in its own process (default: the plan's)
 
 
 def run_study(request: StudyRequest) -> dict[str, Any]:
@@ -96,14 +99,16 @@ def run_study(request: StudyRequest) -> dict[str, Any]:
         world = request.world or out / "world"
         if request.world is None:
             ensure_world(plan.world, world)
-        if request.threads is not None:
-            plan.base = dataclasses.replace(plan.base, threads=request.threads)
+        workers = request.workers if request.workers is not None else plan.workers
+        threads = request.threads if request.threads is not None else (1 if workers > 1 else None)
+        if threads is not None:
+            plan.base = dataclasses.replace(plan.base, threads=threads)
         if plan.base.feature_cache_dir is None:  # the study's own cache: it builds what it needs
             plan.base = dataclasses.replace(plan.base, feature_cache_dir=str(out / "region_features"))
-        context = _context(out, world, plan, stages)
+        context = load_context(out, world, plan.base, plan.pretrain_steps, plan.finetune_steps, stages)
     budget = request.budget_s if request.budget_s is not None else plan.budget_s
     with stages.timed("models_s", "2. the models, each seed"):
-        results = _run_models(context, plan, seeds, start, budget)
+        results = schedule_runs(context, seeds, start, budget, workers, plan.figure_models)
     from vlkit.pipelines.vilbert_clip import clip_rerank
 
     with stages.timed("baselines_s", "3. the CLIP baseline"):
@@ -119,58 +124,6 @@ def run_study(request: StudyRequest) -> dict[str, Any]:
     document["world"] = {"folder": str(world), "meta_sha256": context.world_digest}
     write_study(out, document)
     return document
-
-
-# The order of a later seed's runs while the budget lasts: the bars' model and baseline, the notes' questions.
-SEED_PRIORITY = (
-    "two-stream", "question-only", "no-standard-layers", "sequential", "single-stream", "lxmert",
-    "visualbert", "no-pretraining", "grid-regions", "image-only",
-)  # fmt: skip
-RESERVE_S = 30.0  # kept for the CLIP baseline and the outputs
-
-
-def _run_models(
-    context: StudyContext, plan: StudyPlan, seeds: tuple[int, ...], start: float, budget: float | None
-) -> dict[str, list[dict[str, Any]]]:
-    """Every model's first seed; then each later seed's runs in `SEED_PRIORITY` order, each while its
-    first seed's time (measured, or read back with its result) fits in what is left of `budget`."""
-    results: dict[str, list[dict[str, Any]]] = {name: [] for name in MODELS}
-    for name in MODELS:
-        log.info("%s, seed %d", name, seeds[0])
-        results[name].append(run_model(context, name, seeds[0], figures=_drawn(plan, name)))
-    for seed in seeds[1:]:
-        for name in SEED_PRIORITY:
-            shared = MODELS[name].pretrained_by
-            if shared and seed not in {run["seed"] for run in results[shared]}:
-                continue  # its pre-training is another model's run of this seed, left out
-            left = None if budget is None else budget - (time.perf_counter() - start) - RESERVE_S
-            if not context.is_done(name, seed) and left is not None and results[name][0]["wall_s"] > left:
-                log.info("%s, seed %d: left out (about %.0f s, %.0f s left)", name, seed,
-                         results[name][0]["wall_s"], left)  # fmt: skip
-                continue
-            log.info("%s, seed %d", name, seed)
-            results[name].append(run_model(context, name, seed, figures=False))
-    return results
-
-
-def _drawn(plan: StudyPlan, name: str) -> bool:
-    return plan.figure_models is None or name in plan.figure_models
-
-
-def _context(out: Path, world: Path, plan: StudyPlan, stages: Stages) -> StudyContext:
-    from vlkit.data.scene_tasks import load_world_split
-    from vlkit.train.vilbert_setup import load_data
-
-    data = {"boxes": load_data(plan.base, world)}
-    grid = dataclasses.replace(plan.base, regions="grid")
-    data["grid"] = load_data(grid, world, data["boxes"].tokenizer)
-    val = load_world_split(world, "val")
-    return StudyContext(
-        out=out, world=world, world_digest=world_digest(world), base=plan.base,
-        pretrain_steps=plan.pretrain_steps, finetune_steps=plan.finetune_steps, data=data,
-        scenes={scene.image_id: scene for scene in val.scenes},
-        image_paths={image.id: image.path for image in val.dataset.images}, stages=stages,
-    )  # fmt: skip
 
 
 def mean_over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:

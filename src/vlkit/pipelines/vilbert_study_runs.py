@@ -265,3 +265,22 @@ def _pointing(context: StudyContext, model: Any, data: Any, figures: Path | None
         return None
     report = pointing_study(model, data.val, context.scenes, context.image_paths, figures, title=name)
     return report.to_dict()
+
+
+def load_context(
+    out: Path, world: Path, base: Any, pretrain_steps: int, finetune_steps: int, stages: Stages | None = None
+) -> StudyContext:
+    """A study's shared state: the world's batches for both region sources (their features cached, the
+    tokenizer trained once), the validation scenes and image files."""
+    from vlkit.data.scene_tasks import load_world_split
+    from vlkit.pipelines.embedded import world_digest
+    from vlkit.train.vilbert_setup import load_data
+
+    data = {"boxes": load_data(base, world)}
+    data["grid"] = load_data(dataclasses.replace(base, regions="grid"), world, data["boxes"].tokenizer)
+    val = load_world_split(world, "val")
+    return StudyContext(
+        out=out, world=world, world_digest=world_digest(world), base=base, pretrain_steps=pretrain_steps,
+        finetune_steps=finetune_steps, data=data, scenes={scene.image_id: scene for scene in val.scenes},
+        image_paths={image.id: image.path for image in val.dataset.images}, stages=stages or Stages(),
+    )  # fmt: skip
