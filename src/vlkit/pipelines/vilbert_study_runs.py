@@ -223,27 +223,25 @@ def _finetuned(
     context: StudyContext, spec: ModelSpec, seed: int, data: Any, folder: Path, init: Path | None,
     resume: bool, phases: dict[str, dict[str, Any]],
 ) -> Any:  # fmt: skip
-    """The fine-tuned model (trained here, or loaded back when this phase finished before a stop)."""
+    """The fine-tuned model, read back from its folder (trained here unless this phase finished before a
+    stop). Read back, not the object trained: accelerate wraps a trained model's forward in the run's
+    autocast (bf16 where the CPU has it), and the figures are those of the saved model, as `vlkit vilbert
+    evaluate` scores it."""
     from vlkit.models.vilbert.baselines import BlindedModel
     from vlkit.models.vilbert.vl_models import load_vl_model
     from vlkit.train.vilbert_trainer import finetune
 
     target = folder / "finetune"
     record = _phase_record(target) if resume else None
-    if record is not None:
-        phases["finetune"] = record
-        return load_vl_model(target)
-    config = context.config(spec, seed, context.finetune_steps)
-    model = load_vl_model(init) if init is not None else _new_model(spec, config, data)
-    if spec.hide is not None:
-        model = BlindedModel(model, spec.hide)
-    outcome = finetune(config, None, target, init_dir=init, resume=resume, model=model, data=data)
-    phases["finetune"] = {
-        "seconds": outcome.seconds,
-        "steps": outcome.steps,
-        "step_seconds": outcome.step_seconds,
-    }
-    return model
+    if record is None:
+        config = context.config(spec, seed, context.finetune_steps)
+        model = load_vl_model(init) if init is not None else _new_model(spec, config, data)
+        if spec.hide is not None:
+            model = BlindedModel(model, spec.hide)
+        outcome = finetune(config, None, target, init_dir=init, resume=resume, model=model, data=data)
+        record = {"seconds": outcome.seconds, "steps": outcome.steps, "step_seconds": outcome.step_seconds}
+    phases["finetune"] = record
+    return load_vl_model(target)
 
 
 def _new_model(spec: ModelSpec, config: Any, data: Any) -> Any:

@@ -1,5 +1,6 @@
 """ViLBERT's co-attention as a figure a person opens: the image with its regions' boxes, then one panel per
-word, each pixel shaded by the largest attention among the regions covering it (the peak region outlined).
+word, each pixel shaded by the largest attention among the regions covering it, from the word's lowest
+weight to its peak (the peak region outlined).
 
 matplotlib draws (Agg backend, through `plots._to_png`, which keeps the bytes reproducible); this module
 only lays the panels out. The maps come in as arrays (which layer and heads were averaged is the caller's
@@ -57,7 +58,7 @@ def coattention_figure(
     for panel, (word, weights) in enumerate(zip(words, attention, strict=False), start=1):
         ax = axes.flat[panel]
         ax.imshow(image, interpolation="nearest")
-        ax.imshow(_shading(image.shape[:2], boxes, np.where(mask, weights, 0.0)), interpolation="nearest")
+        ax.imshow(_shading(image.shape[:2], boxes, weights, mask), interpolation="nearest")
         peak = int(np.argmax(np.where(mask, weights, -np.inf)))
         for box in np.asarray(object_boxes if object_boxes is not None else []).reshape(-1, 4):
             _box(ax, box, OBJECT, 1.5, style="--")
@@ -69,18 +70,20 @@ def coattention_figure(
     return _to_png(fig)
 
 
-def _shading(size: tuple[int, int], boxes: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """(H, W, 4) RGBA: each pixel the peak colour at an opacity of the largest weight among the regions
-    covering it, relative to the word's peak (one array, not a patch per region: a figure in a blink)."""
+def _shading(size: tuple[int, int], boxes: np.ndarray, weights: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(H, W, 4) RGBA: each pixel the peak colour at an opacity of the largest weight among the real regions
+    covering it, from the word's lowest weight (clear) to its peak (one array, not a patch per region)."""
     height, width = size
-    level = np.zeros((height, width))
-    for box, weight in zip(np.asarray(boxes), weights, strict=True):
+    real = np.asarray(weights, dtype=np.float64)[mask]
+    low, high = float(real.min()), float(real.max())
+    level = np.full((height, width), low)
+    for box, weight in zip(np.asarray(boxes)[mask], real, strict=True):
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         cell = level[max(y1, 0) : max(y2, 0), max(x1, 0) : max(x2, 0)]
         np.maximum(cell, weight, out=cell)
     rgba = np.zeros((height, width, 4))
     rgba[..., :3] = matplotlib.colors.to_rgb(PEAK)
-    rgba[..., 3] = 0.6 * level / max(float(level.max()), 1e-12)
+    rgba[..., 3] = 0.6 * (level - low) / max(high - low, 1e-12)
     return rgba
 
 
