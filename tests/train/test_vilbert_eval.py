@@ -7,8 +7,14 @@ import pytest
 import torch
 
 from vlkit.errors import VlkitError
-from vlkit.shapes.questions import QUESTION_TYPES
-from vlkit.train.vilbert_eval import referring_baselines, referring_metrics, rerank_recalls, vqa_metrics
+from vlkit.shapes.questions import QUESTION_TYPES, VqaItem
+from vlkit.train.vilbert_eval import (
+    referring_baselines,
+    referring_metrics,
+    rerank_recalls,
+    type_prior_accuracy,
+    vqa_metrics,
+)
 from vlkit.train.vilbert_trainer import candidates_loss, masked_word_loss, referring_loss
 
 
@@ -78,3 +84,13 @@ def test_the_task_losses_against_hand_values():
     assert float(candidates_loss(torch.tensor([0.0, 0.0, 0.0, 0.0]), 2)) == pytest.approx(
         torch.log(torch.tensor(2.0)).item()
     )
+
+
+def test_the_type_prior_answers_each_type_s_most_frequent_training_answer():
+    def item(kind: str, answer: str, heldout: bool = False) -> VqaItem:
+        return VqaItem(0, "q", answer, kind, (), heldout)
+
+    train = [item("count", "2"), item("count", "2"), item("count", "1"), item("exists", "yes")]
+    val = [item("count", "2"), item("count", "1"), item("exists", "no"), item("exists", "yes")]
+    # count -> "2": right, wrong; exists -> "yes": wrong, right; a held-out item is not counted
+    assert type_prior_accuracy(train, [*val, item("count", "2", heldout=True)]) == 0.5

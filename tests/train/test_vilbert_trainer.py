@@ -23,7 +23,7 @@ from vlkit.train.vilbert_trainer import FinetuneBatches, finetune, pretrain, pre
 
 TINY_RUN = {"hidden_size": 16, "attention_heads": 2, "text_layers": 1, "vision_layers": 1,
             "coattention_layers": 1, "ffn_size": 24, "eval_every": 3, "eval_batch_size": 64,
-            "rerank_candidates": 5, "retrieval_rows": 2}  # fmt: skip
+            "rerank_candidates": 5, "referring_rows": 4, "retrieval_rows": 2}  # fmt: skip
 
 
 def tiny_config(cache, steps: int = 6, **changes) -> VilbertTrainConfig:
@@ -104,11 +104,13 @@ def test_a_run_stopped_at_step_4_and_resumed_ends_with_the_uninterrupted_weights
 def test_held_out_items_never_reach_fine_tuning_and_are_scored_apart(world_data, tmp_path):
     config, data = world_data
     weights = {"vqa": 1.0, "referring": 1.0, "retrieval": 1.0}
-    batches = FinetuneBatches(data.train, weights, config.retrieval_rows)
+    batches = FinetuneBatches(data.train, weights, {"referring": 4, "retrieval": 2})
     epoch = max(len(data.train.vqa_items), len(data.train.referring_items)) // config.data.batch_size
     seen_vqa, seen_referring = set(), set()
     for step in range(2 * epoch):
         batch = batches(step)
+        rows = [batch[f"{task}.input_ids"].shape[0] for task in ("vqa", "referring", "retrieval")]
+        assert rows == [8, 4, 2] and batch["retrieval.input_ids"].shape[1] == 3  # 3 candidates each
         assert not batch["vqa.heldout"].any() and not batch["referring.heldout"].any()
         seen_vqa |= set(batch["vqa.item"].tolist())
         seen_referring |= set(batch["referring.item"].tolist())

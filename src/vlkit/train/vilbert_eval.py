@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from accelerate.utils import extract_model_from_parallel
 from vlkit.errors import VlkitError
 from vlkit.metrics.retrieval import RECALL_KS, summarize_ranks, text_to_image_ranks
 from vlkit.runtime.files import write_json_atomic
-from vlkit.shapes.questions import QUESTION_TYPES
+from vlkit.shapes.questions import QUESTION_TYPES, VqaItem
 from vlkit.train.vilbert_batches import ViLBertBatches, model_inputs
 from vlkit.train.vilbert_data import ViLBertData
 from vlkit.train.vilbert_setup import load_data, load_run, torch_threads
@@ -64,6 +65,18 @@ def vqa_metrics(
         "vqa_items": int(seen.sum()),
         "vqa_heldout_items": int(heldout.sum()),
     }
+
+
+def type_prior_accuracy(train: Sequence[VqaItem], val: Sequence[VqaItem]) -> float | None:
+    """The accuracy, on the validation items not held out, of answering each question type's most frequent
+    training answer: what the question's type alone earns (the answers are drawn balanced per image, so it
+    is near 1/8 for colour, 1/4 for count and 1/2 for yes/no)."""
+    counts: dict[str, Counter[str]] = {}
+    for item in train:
+        counts.setdefault(item.type, Counter())[item.answer] += 1
+    guess = {kind: counter.most_common(1)[0][0] for kind, counter in counts.items()}
+    seen = [item for item in val if not item.heldout]
+    return sum(guess.get(item.type) == item.answer for item in seen) / len(seen) if seen else None
 
 
 def referring_metrics(picked: torch.Tensor, hit: torch.Tensor, heldout: torch.Tensor) -> dict[str, Any]:
@@ -206,9 +219,9 @@ def evaluate(
             folder's, or `VilbertTrainConfig()` for a model object.
         data: the world's batches already loaded (a study shares them between runs).
 
-    Returns keys vqa_accuracy, vqa_by_type, vqa_heldout_accuracy, refer_accuracy, refer_heldout_accuracy,
-    refer_baselines {centre, largest, chance}, retrieval_r1/r5/r10 (and their held-out counterparts),
-    retrieval_protocol, params, eval_seconds.
+    Returns keys vqa_accuracy, vqa_by_type, vqa_heldout_accuracy, vqa_baselines {type_prior},
+    refer_accuracy, refer_heldout_accuracy, refer_baselines {centre, largest, chance}, retrieval_r1/r5/r10
+    (and their held-out counterparts), retrieval_protocol, params, eval_seconds.
     """
     start = time.perf_counter()
     tokenizer = None
@@ -228,6 +241,9 @@ def evaluate(
     with torch_threads(config.threads):
         vqa = vqa_predictions(model, data.val, size)
         results = vqa_metrics(vqa["predicted"], vqa["answer"], vqa["question_type"], vqa["heldout"])
+        results["vqa_baselines"] = {
+            "type_prior": type_prior_accuracy(data.train.vqa_items, data.val.vqa_items)
+        }
         results.update(referring_scores(model, data.val, size))
         results.update(retrieval_scores(model, data.val, config.rerank_candidates, size))
     model.train(was_training)

@@ -62,6 +62,9 @@ class VilbertTrainConfig:
     retrieval_loss: float = option(
         1.0, "--retrieval-weight", "Weight of the retrieval loss in fine-tuning (0: none)."
     )
+    referring_rows: int = option(
+        16, "--referring-rows", "Referring expressions per fine-tuning step (at most --batch-size)."
+    )
     retrieval_rows: int = option(
         8, "--retrieval-rows", "Captions per fine-tuning step for retrieval, each with its candidates."
     )
@@ -88,8 +91,8 @@ class VilbertTrainConfig:
 
     def __post_init__(self) -> None:
         positive(
-            self, "hidden_size", "attention_heads", "ffn_size", "retrieval_rows", "eval_every", "val_limit",
-            "eval_batch_size",
+            self, "hidden_size", "attention_heads", "ffn_size", "referring_rows", "retrieval_rows",
+            "eval_every", "val_limit", "eval_batch_size",
         )  # fmt: skip
         for name in ("text_layers", "vision_layers", "coattention_layers"):
             value = getattr(self, name)

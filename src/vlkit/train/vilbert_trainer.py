@@ -162,11 +162,12 @@ def task_part(batch: dict[str, torch.Tensor], task: str) -> dict[str, torch.Tens
 
 class FinetuneBatches:
     """Step `step`'s fine-tuning batch: the data side's VQA, referring and retrieval batches of that step
-    (those of weight > 0), their keys prefixed by the task; retrieval keeps its first `retrieval_rows`
-    captions (each with all its candidates), as a caption's C pairs cost C forward passes."""
+    (those of weight > 0), their keys prefixed by the task. Referring keeps its first `rows["referring"]`
+    expressions and retrieval its first `rows["retrieval"]` captions (each with all its candidates: a
+    caption's C pairs cost C forward passes), so that the step's time goes mostly to VQA."""
 
-    def __init__(self, batches: ViLBertBatches, weights: dict[str, float], retrieval_rows: int):
-        self.batches, self.weights, self.retrieval_rows = batches, weights, retrieval_rows
+    def __init__(self, batches: ViLBertBatches, weights: dict[str, float], rows: dict[str, int]):
+        self.batches, self.weights, self.rows = batches, weights, rows
 
     def __call__(self, step: int) -> dict[str, torch.Tensor]:
         out = {}
@@ -174,8 +175,8 @@ class FinetuneBatches:
             if not self.weights[task]:
                 continue
             part = getattr(self.batches, task)(step)
-            if task == "retrieval":
-                part = {key: value[: self.retrieval_rows] for key, value in part.items()}
+            if task in self.rows:
+                part = {key: value[: self.rows[task]] for key, value in part.items()}
             out.update({f"{task}.{key}": value for key, value in part.items()})
         return out
 
@@ -231,7 +232,8 @@ def finetune(
         model = load_vl_model(init_dir) if init_dir is not None else build_model(config, data)
     weights = {"vqa": config.vqa_loss, "referring": config.referring_loss, "retrieval": config.retrieval_loss}
     loss = WeightedLoss(finetuning_losses, weights)
-    batches = FinetuneBatches(data.train, weights, config.retrieval_rows)
+    rows = {"referring": config.referring_rows, "retrieval": config.retrieval_rows}
+    batches = FinetuneBatches(data.train, weights, rows)
     on_log = _Monitor(loss, config, model, data, Path(out_dir), "vqa" if config.vqa_loss else None)
     outcome = _run("finetune", config, data, model, batches, loss, on_log, Path(out_dir), resume, init_dir)
     if on_log.best_step is not None:
