@@ -74,6 +74,7 @@ def _variant_rows(study: dict[str, Any]) -> list[list[str]]:
     labels = {
         "question_only": ("vqa_accuracy", 1),
         "image_only": ("vqa_accuracy", 1),
+        "type_prior": ("vqa_accuracy", 1),
         "clip": ("retrieval_r1", 3),
         "refer_centre": ("refer_accuracy", 4),
         "refer_largest": ("refer_accuracy", 4),

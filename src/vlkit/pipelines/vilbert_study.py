@@ -156,9 +156,11 @@ def study_document(
     """study.json: the models' rows, the baselines, the bars, the pointing game, the budget."""
     rows = {name: mean_over_seeds(runs) for name, runs in results.items()}
     refer = results["two-stream"][0].get("refer_baselines") or {}
+    prior = (results["two-stream"][0].get("vqa_baselines") or {}).get("type_prior")
     baselines = {
         "question_only": _baseline(rows["question-only"]),
         "image_only": _baseline(rows["image-only"]),
+        "type_prior": {"vqa_accuracy": prior},  # each type's most frequent training answer
         "clip": clip,
         "refer_centre": {"refer_accuracy": refer.get("centre")},
         "refer_largest": {"refer_accuracy": refer.get("largest")},
@@ -233,6 +235,7 @@ def write_study(out: Path, document: dict[str, Any]) -> None:
     lines = {
         "question-only": document["baselines"]["question_only"],
         "image-only": document["baselines"]["image_only"],
+        "type prior": document["baselines"]["type_prior"],
         "CLIP": document["baselines"]["clip"],
         "centre box": document["baselines"]["refer_centre"],
         "largest box": document["baselines"]["refer_largest"],

@@ -19,6 +19,7 @@ MODEL_HEADER = [
 BASELINE_ROWS = (  # label, baselines key, figure key
     ("question-only (regions hidden): VQA", "question_only", "vqa_accuracy"),
     ("image-only (question hidden): VQA", "image_only", "vqa_accuracy"),
+    ("each type's most frequent training answer: VQA", "type_prior", "vqa_accuracy"),
     ("CLIP cosine: retrieval R@1 (the same re-ranking)", "clip", "retrieval_r1"),
     ("CLIP cosine: retrieval R@1 (the full gallery)", "clip", "retrieval_full_r1"),
     ("centre box: referring", "refer_centre", "refer_accuracy"),
