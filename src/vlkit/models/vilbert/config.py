@@ -20,6 +20,9 @@ from vlkit.runtime.files import read_json, write_json_atomic
 from vlkit.runtime.options import config_from_dict, option, positive, require
 
 CONFIG_FILE = "config.json"
+# config.json's key naming the VL model class a folder holds (`vilbert.vl_models.load_vl_model` reads it).
+VL_MODEL_KEY = "vlkit_vl_model"
+VL_MODEL_NAME = "vilbert"
 ARCHITECTURES = ("two_stream", "single_stream")
 COATTENTION_ORDERS = ("parallel", "sequential")
 FUSION_METHODS = ("mul", "sum")
@@ -172,14 +175,18 @@ class ViLBertConfig:
         return config_from_dict(cls, data, source)
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
-        """Write `folder/config.json` (atomically); returns its path."""
+        """Write `folder/config.json` (atomically), the VL model key first; returns its path."""
         path = Path(folder) / CONFIG_FILE
-        write_json_atomic(path, self.to_dict())
+        write_json_atomic(path, {VL_MODEL_KEY: VL_MODEL_NAME, **self.to_dict()})
         return path
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike[str]) -> ViLBertConfig:
-        """Read `folder/config.json` (or a config file given directly)."""
+        """Read `folder/config.json` (or a config file given directly); the VL model key, if there, is the
+        folder's and not a field."""
         path = Path(folder)
         path = path / CONFIG_FILE if path.is_dir() else path
-        return cls.from_dict(read_json(path), str(path))
+        data = read_json(path)
+        if isinstance(data, dict):
+            data = {key: value for key, value in data.items() if key != VL_MODEL_KEY}
+        return cls.from_dict(data, str(path))

@@ -185,6 +185,10 @@ class ViLBertModel(nn.Module):
         """(B,): how well each caption matches its image (retrieval ranks images or captions by it)."""
         return self.vil_logit(self.fused_pooled(output)).squeeze(-1)
 
+    def count_parameters(self) -> int:
+        """The model's parameters, heads included (the tied output matrix counted once)."""
+        return sum(p.numel() for p in self.parameters())
+
     # The folder.
 
     def save_pretrained(self, folder: str | os.PathLike[str], tokenizer: Any = None) -> Path:
