@@ -16,7 +16,7 @@ REGION_SOURCES = ("boxes", "grid")
 TRAIN_CONFIG_FILE = "vlkit_vilbert_train.json"
 # Each phase's default length (docs/vilbert.md, "Training": measured so that one pre-training and one
 # fine-tuning run of the default size take about two minutes on two CPU cores).
-PHASE_STEPS = {"pretrain": 200, "finetune": 800}
+PHASE_STEPS = {"pretrain": 200, "finetune": 600}
 
 
 def default_loop(steps: int = PHASE_STEPS["finetune"]) -> LoopConfig:
@@ -84,6 +84,11 @@ class VilbertTrainConfig:
         20,
         "--rerank-candidates",
         "Images each validation caption re-ranks for retrieval R@K (own one first).",
+    )
+    rerank_all_captions: bool = option(
+        False,
+        "--rerank-all-captions/--rerank-first-captions",
+        "Retrieval R@K over every validation caption (5 per image) or each image's first.",
     )
     feature_cache_dir: str | None = option(
         None,
