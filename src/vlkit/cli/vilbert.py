@@ -111,6 +111,7 @@ def _print_results(results: dict) -> None:
     table.add_row("VQA accuracy", percent(results["vqa_accuracy"]), percent(results["vqa_heldout_accuracy"]))
     for name, value in results["vqa_by_type"].items():
         table.add_row(f"  {name}", percent(value), percent(results["vqa_heldout_by_type"][name]))
+    table.add_row("  baseline: type prior", percent(results["vqa_baselines"]["type_prior"]), "")
     table.add_row(
         "referring accuracy", percent(results["refer_accuracy"]), percent(results["refer_heldout_accuracy"])
     )
