@@ -39,7 +39,7 @@ def test_pretrain_then_finetune_then_evaluate(shapes_world, tmp_path, capsys):
         "params",
     }
     assert expected <= set(results)
-    assert "re-ranking of 4 images" in results["retrieval_protocol"]
+    assert "ranks 4 images" in results["retrieval_protocol"]
     assert "VQA accuracy" in capsys.readouterr().out
     logged = [json.loads(line) for line in (tmp_path / "ft" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged] == [2] and "loss_retrieval" in logged[-1]  # log every 10 and the last

@@ -9,6 +9,7 @@ import torch
 from vlkit.errors import VlkitError
 from vlkit.shapes.questions import QUESTION_TYPES, VqaItem
 from vlkit.train.vilbert_eval import (
+    first_captions,
     referring_baselines,
     referring_metrics,
     rerank_recalls,
@@ -61,6 +62,10 @@ def test_rerank_recall_from_hand_ranked_candidates():
     # ranks: 1, 2, 2 (a tie with image 0, listed first), 1
     assert got["retrieval_r1"] == 0.5 and got["retrieval_r5"] == 1.0
     assert got["retrieval_heldout_r1"] == 0.0
+
+
+def test_each_image_s_first_caption_is_its_query():
+    assert first_captions(torch.tensor([0, 0, 1, 1, 1, 2])).tolist() == [0, 2, 5]
 
 
 def test_a_constant_scorer_gets_no_free_recall():

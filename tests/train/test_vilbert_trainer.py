@@ -132,6 +132,7 @@ def test_held_out_items_never_reach_fine_tuning_and_are_scored_apart(world_data,
     assert set(results["refer_baselines"]) == {"centre", "largest", "chance"}
     assert results["params"] == load_vl_model(tmp_path / "ft").count_parameters() == outcome.parameters
     assert results["retrieval_r10"] == 1.0  # 5 candidates per caption: every rank is at most 5
+    assert results["retrieval_queries"] == len(data.val.captions)  # each image's first caption
     best = json.loads((tmp_path / "ft" / "best" / "best.json").read_text())
     scored = {r["step"]: r["val_vqa_accuracy"] for r in _log(tmp_path / "ft") if "val_vqa_accuracy" in r}
     assert sorted(scored) == [3, 6] and best["val_vqa_accuracy"] == max(scored.values())

@@ -229,13 +229,20 @@ class ViLBertBatches:
         return torch.tensor(rows, dtype=torch.long)
 
     def retrieval_pairs(
-        self, candidates: torch.Tensor, batch_size: int | None = None
+        self,
+        candidates: torch.Tensor,
+        batch_size: int | None = None,
+        texts: Sequence[int] | torch.Tensor | None = None,
     ) -> Iterator[dict[str, torch.Tensor]]:
-        """The (caption, image) pairs of `candidates` (N_txt, K) image rows, caption by caption: each batch
-        with `text_index` and `image_index`, to fill a similarity matrix for `metrics.retrieval`."""
+        """The (caption, image) pairs of `candidates` (N, K) image rows, caption by caption: each batch
+        with `text_index` and `image_index`, to fill a similarity matrix for `metrics.retrieval`. Row j is
+        caption `texts[j]` of `retrieval_set()` (default: caption j, every caption)."""
         size = batch_size or self.config.batch_size
         flat = self._flat_captions()
-        pairs = [(t, int(i)) for t, row in enumerate(candidates.tolist()) for i in row]
+        queries = list(range(len(candidates))) if texts is None else [int(t) for t in texts]
+        if len(queries) != len(candidates):
+            raise VlkitError(f"retrieval_pairs: {len(queries)} captions for {len(candidates)} candidate rows")
+        pairs = [(queries[j], int(i)) for j, row in enumerate(candidates.tolist()) for i in row]
         for start in range(0, len(pairs), size):
             chunk = pairs[start : start + size]
             batch = {

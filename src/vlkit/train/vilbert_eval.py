@@ -8,12 +8,12 @@ and `retrieval_pairs`); the ranks from `vlkit.metrics.retrieval`. Accuracies are
 no held-out combination (`vqa_accuracy`, `refer_accuracy`), the held-out ones reported apart
 (`*_heldout_*`), as the zero-shot split is; a group without items is None (null in JSON).
 
-Retrieval protocol: every validation caption re-ranks `rerank_candidates` images, its own and others drawn at
-random (seeded), scored by the model's `retrieval_scores` (a cross-encoder runs once per pair, so the full
-gallery, 500 images x 2,500 captions, would cost 1.25M forward passes); the scores go into the (images x
-captions) similarity matrix, the images a caption did not re-rank below all its candidates, and
-`metrics.retrieval` ranks each caption's image among them, ties broken by image index (never in favour of
-the true image).
+Retrieval protocol: the first caption of each validation image (or every caption, `rerank_all_captions`)
+re-ranks `rerank_candidates` images, its own and others drawn at random (seeded), scored by the model's
+`retrieval_scores` (a cross-encoder runs once per pair, so the full gallery, 500 images x 2,500 captions,
+would cost 1.25M forward passes); the scores go into the (images x captions) similarity matrix, the images a
+caption did not re-rank below all its candidates, and `metrics.retrieval` ranks each caption's image among
+them, ties broken by image index (never in favour of the true image).
 """
 
 from __future__ import annotations
@@ -185,19 +185,36 @@ def referring_scores(model: Any, val: ViLBertBatches, batch_size: int) -> dict[s
     return out
 
 
-def retrieval_scores(model: Any, val: ViLBertBatches, candidates: int, batch_size: int) -> dict[str, Any]:
-    """Text-to-image R@1/5/10 of the validation captions, each re-ranking `candidates` images."""
+def first_captions(text_image_index: torch.Tensor) -> torch.Tensor:
+    """The index of each image's first caption, in image order (the captions are listed image by image)."""
+    first = torch.ones_like(text_image_index, dtype=torch.bool)
+    first[1:] = text_image_index[1:] != text_image_index[:-1]
+    return first.nonzero().squeeze(1)
+
+
+def retrieval_scores(
+    model: Any, val: ViLBertBatches, candidates: int, batch_size: int, all_captions: bool = False
+) -> dict[str, Any]:
+    """Text-to-image R@1/5/10 of the validation captions (each image's first, or all of them), each
+    re-ranking `candidates` images."""
     queries = val.retrieval_set()
     chosen = val.retrieval_candidates(candidates, RERANK_SEED)
-    pairs = val.retrieval_pairs(chosen, batch_size)
+    texts = torch.arange(len(queries.texts)) if all_captions else first_captions(queries.text_image_index)
+    pairs = val.retrieval_pairs(chosen[texts], batch_size, texts)
     scores = torch.cat([s for _, s in _forward_all(model, pairs, "retrieval_scores")])
     out = rerank_recalls(
-        scores.view(chosen.shape), chosen, queries.text_image_index, len(val.captions), queries.text_heldout
+        scores.view(len(texts), -1),
+        chosen[texts],
+        queries.text_image_index[texts],
+        len(val.captions),
+        queries.text_heldout[texts],
     )
+    which = "every caption" if all_captions else "the first caption of each image"
     protocol = (
-        f"text-to-image re-ranking of {chosen.shape[1]} images per caption (own + random, seed {RERANK_SEED})"
+        f"text-to-image re-ranking: {which} ranks {chosen.shape[1]} images, its own and others drawn at "
+        f"random (seed {RERANK_SEED})"
     )
-    return {**out, "retrieval_protocol": protocol, "retrieval_queries": len(queries.texts)}
+    return {**out, "retrieval_protocol": protocol, "retrieval_queries": len(texts)}
 
 
 def evaluate(
@@ -245,7 +262,9 @@ def evaluate(
             "type_prior": type_prior_accuracy(data.train.vqa_items, data.val.vqa_items)
         }
         results.update(referring_scores(model, data.val, size))
-        results.update(retrieval_scores(model, data.val, config.rerank_candidates, size))
+        results.update(
+            retrieval_scores(model, data.val, config.rerank_candidates, size, config.rerank_all_captions)
+        )
     model.train(was_training)
     counter = getattr(model, "count_parameters", None)
     results["params"] = counter() if counter else sum(p.numel() for p in model.parameters())
