@@ -12,7 +12,7 @@ from rich.table import Table
 
 from vlkit.cli.options import build, config_options
 from vlkit.cli.vilbert_study import study
-from vlkit.train.vilbert_train_config import VilbertTrainConfig
+from vlkit.train.vilbert_train_config import PHASE_STEPS, VilbertTrainConfig
 
 app = typer.Typer(help="ViLBERT on the shapes world: pre-train, fine-tune, evaluate.", no_args_is_help=True)
 console = Console()
@@ -23,7 +23,7 @@ RESUME_HELP = "Continue from the newest complete checkpoint in OUT."
 
 
 @app.command("pretrain")
-@config_options(VilbertTrainConfig)
+@config_options(VilbertTrainConfig, defaults={"steps": PHASE_STEPS["pretrain"]})
 def pretrain(
     values: dict,
     world: Path = typer.Option(None, "--world", help=WORLD_HELP),
@@ -46,7 +46,7 @@ def pretrain(
 
 
 @app.command("finetune")
-@config_options(VilbertTrainConfig)
+@config_options(VilbertTrainConfig, defaults={"steps": PHASE_STEPS["finetune"]})
 def finetune(
     values: dict,
     world: Path = typer.Option(None, "--world", help=WORLD_HELP),

@@ -14,11 +14,19 @@ from vlkit.train.vilbert_data_config import ViLBertDataConfig
 
 REGION_SOURCES = ("boxes", "grid")
 TRAIN_CONFIG_FILE = "vlkit_vilbert_train.json"
+# Each phase's default length (docs/vilbert.md, "Training": measured so that one pre-training and one
+# fine-tuning run of the default size take about two minutes on two CPU cores).
+PHASE_STEPS = {"pretrain": 200, "finetune": 800}
 
 
-def default_loop() -> LoopConfig:
+def default_loop(steps: int = PHASE_STEPS["finetune"]) -> LoopConfig:
     return LoopConfig(
-        steps=300, learning_rate=1e-3, weight_decay=0.01, warmup_steps=30, checkpoint_every=100, log_every=10
+        steps=steps,
+        learning_rate=3e-4,
+        weight_decay=0.01,
+        warmup_steps=30,
+        checkpoint_every=100,
+        log_every=10,
     )
 
 
@@ -28,7 +36,8 @@ def default_data() -> ViLBertDataConfig:
 
 @dataclass
 class VilbertTrainConfig:
-    """One pre-training or fine-tuning run of ViLBERT (or of a peer model passed in) on a shapes world."""
+    """One pre-training or fine-tuning run of ViLBERT (or of a peer model passed in) on a shapes world; the
+    loop's defaults are fine-tuning's (`for_phase("pretrain")` gives pre-training's)."""
 
     variant: str = option(
         "two-stream",
@@ -116,6 +125,15 @@ class VilbertTrainConfig:
                      "retrieval_loss"):  # fmt: skip
             value = getattr(self, name)
             require(self, name, value >= 0, f"must be 0 or more, got {value}")
+
+    @classmethod
+    def for_phase(cls, phase: str, **fields: Any) -> VilbertTrainConfig:
+        """The defaults of `phase` ("pretrain" or "finetune", whose step counts differ: `PHASE_STEPS`), with
+        `fields` on top (a `loop` given among them wins)."""
+        if phase not in PHASE_STEPS:
+            raise ValueError(f"phase {phase!r}: choose {', '.join(PHASE_STEPS)}")
+        fields.setdefault("loop", default_loop(PHASE_STEPS[phase]))
+        return cls(**fields)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
