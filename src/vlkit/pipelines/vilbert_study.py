@@ -122,6 +122,7 @@ def run_study(request: StudyRequest) -> dict[str, Any]:
         ]
         clip = clip_rerank(context.base, context.data["boxes"].val, paths)
     document = study_document(results, clip, plan, seeds, request.quick)
+    document["budget"].update(workers=workers, threads=context.base.threads, budget_s=budget)
     document["timings"] = stages.timings
     document["models_wall_s"] = sum(run["wall_s"] for runs in results.values() for run in runs)
     document["total_s"] = time.perf_counter() - start
@@ -249,6 +250,7 @@ def write_study(out: Path, document: dict[str, Any]) -> None:
 
 
 def _cpu() -> str:
+    """The processor's name and its core count (the figures' machine)."""
     name = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -257,9 +259,7 @@ def _cpu() -> str:
                 break
     except OSError:
         pass
-    import torch
-
-    return f"{name}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads"
+    return f"{name}, {os.cpu_count()} cores"
 
 
 def _load() -> list[float] | None:
