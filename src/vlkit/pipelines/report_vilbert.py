@@ -25,7 +25,8 @@ VARIANT_HEADER = [
     "referring",
     "parameters",
     "train (s)",
-    "s / step",
+    "s / step (the run)",
+    "s / fine-tuning step (side by side)",
     "seeds",
 ]
 
@@ -68,6 +69,7 @@ def _variant_rows(study: dict[str, Any]) -> list[list[str]]:
             fmt(v.get("params"), ",d"),
             fmt(v.get("train_s"), ".0f"),
             fmt(v.get("seconds_per_step"), ".3f"),
+            fmt(v.get("finetune_step_s"), ".3f"),
             fmt(len(v.get("seeds", [])), "d"),
         ]
         for v in study["variants"]

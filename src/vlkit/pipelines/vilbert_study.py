@@ -116,12 +116,17 @@ def run_study(request: StudyRequest) -> dict[str, Any]:
         results = schedule_runs(context, seeds, start, budget, workers, plan.figure_models)
     from vlkit.pipelines.vilbert_clip import clip_rerank
 
-    with stages.timed("baselines_s", "3. the CLIP baseline"):
+    with stages.timed("cost_s", "3. the cost of a training step, every model side by side"):
+        costs = _step_costs(context, [name for name in results if name not in BASELINE_MODELS])
+
+    with stages.timed("baselines_s", "4. the CLIP baseline"):
         paths = [
             context.image_paths[image_id] for image_id in context.data["boxes"].val.regions.regions.image_ids
         ]
         clip = clip_rerank(context.base, context.data["boxes"].val, paths)
     document = study_document(results, clip, plan, seeds, request.quick)
+    for row in document["variants"]:
+        row.update(costs.get(row["name"], {}))
     document["budget"].update(workers=workers, threads=context.base.threads, budget_s=budget)
     document["timings"] = stages.timings
     document["models_wall_s"] = sum(run["wall_s"] for runs in results.values() for run in runs)
@@ -130,6 +135,20 @@ def run_study(request: StudyRequest) -> dict[str, Any]:
     document["world"] = {"folder": str(world), "meta_sha256": context.world_digest}
     write_study(out, document)
     return document
+
+
+def _step_costs(context: Any, names: list[str]) -> dict[str, dict[str, float]]:
+    """The step costs (`vilbert_study_cost`), measured once per set of inputs and read back after."""
+    from vlkit.pipelines.vilbert_study_cost import step_costs
+    from vlkit.runtime.files import read_json
+
+    folder, key = context.out / "cost", {name: context.key(name, 0) for name in names}
+    if context.stages.done(folder, key) and (folder / "cost.json").is_file():
+        return read_json(folder / "cost.json")
+    costs = step_costs(context, names)
+    write_json_atomic(folder / "cost.json", costs)
+    context.stages.mark(folder, key)
+    return costs
 
 
 def mean_over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:

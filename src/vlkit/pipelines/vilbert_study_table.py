@@ -14,7 +14,8 @@ MODEL_HEADER = [
     "referring",
     "parameters",
     "train (s)",
-    "s / step (pre-train, fine-tune)",
+    "s / step in the run (pre-train, fine-tune)",
+    "s / step side by side (pre-train, fine-tune)",
     "seeds",
 ]
 BASELINE_ROWS = (  # label, baselines key, figure key
@@ -54,6 +55,7 @@ def _model_row(v: dict[str, Any]) -> list[str]:
         num(v.get("params"), ",d"),
         num(v.get("train_s"), ".0f"),
         steps,
+        ", ".join(num(v.get(k), ".3f") for k in ("pretrain_step_s", "finetune_step_s")),
         str(len(v.get("seeds") or [])),
     ]
 
