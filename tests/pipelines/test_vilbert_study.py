@@ -33,6 +33,7 @@ def test_the_quick_study_writes_its_figures_and_a_rerun_trains_nothing(tmp_path,
         assert set(variant["vqa_by_type"]) == QUESTION_TYPES
         assert isinstance(variant["params"], int) and variant["params"] > 0 and variant["train_s"] > 0
         assert variant["seconds_per_step"] > 0 and variant["seeds"] == [0]
+        assert variant["pretrain_step_s"] > 0 and variant["finetune_step_s"] > 0  # measured side by side
     counts = {v["name"]: v["params"] for v in study["variants"]}
     for peer in ("lxmert", "visualbert", "no-standard-layers"):  # sized to the two-stream model's count
         assert abs(counts[peer] - counts["two-stream"]) / counts["two-stream"] < 0.05, peer

@@ -25,7 +25,8 @@ VARIANT_HEADER = [
     "referring",
     "parameters",
     "train (s)",
-    "s / step",
+    "s / step (the run)",
+    "s / fine-tuning step (side by side)",
     "seeds",
 ]
 
@@ -49,9 +50,11 @@ def _note(study: dict[str, Any]) -> str:
     return (
         f"<p>Every model: {fmt(budget.get('pretrain_steps'), 'd')} pre-training steps, then "
         f"{fmt(budget.get('finetune_steps'), 'd')} fine-tuning steps on VQA, referring expressions and "
-        f"retrieval together, batch {fmt(budget.get('batch_size'), 'd')}; seeds {esc(seeds)}; figures are "
-        f"the mean over seeds on the validation split. Whole study {fmt(study.get('total_s'), '.0f')} s on "
-        f"{esc(study.get('cpu', 'n/a'))}.</p>"
+        f"retrieval together, batch {fmt(budget.get('batch_size'), 'd')}; seeds {esc(seeds)} where the "
+        f"budget allowed (each model's count in its row); figures are the mean over a model's seeds on the "
+        f"validation split. Retrieval: {esc(budget.get('retrieval', 'n/a'))}. This run took "
+        f"{fmt(study.get('total_s'), '.0f')} s on {esc(study.get('cpu', 'n/a'))}, "
+        f"{fmt(budget.get('workers'), 'd')} runs at a time.</p>"
     )
 
 
@@ -66,6 +69,7 @@ def _variant_rows(study: dict[str, Any]) -> list[list[str]]:
             fmt(v.get("params"), ",d"),
             fmt(v.get("train_s"), ".0f"),
             fmt(v.get("seconds_per_step"), ".3f"),
+            fmt(v.get("finetune_step_s"), ".3f"),
             fmt(len(v.get("seeds", [])), "d"),
         ]
         for v in study["variants"]
@@ -105,11 +109,15 @@ def _bars(study: dict[str, Any]) -> str:
     if not bars:
         return ""
     rows = [
-        [esc(bar.get("text", name)), esc(fmt(bar.get("value"), ".3f")), "met" if bar.get("met") else "missed"]
+        [esc(bar.get("text", name)), pct(bar.get("value")), pct(bar.get("limit")), _met(bar.get("met"))]
         for name, bar in bars.items()
         if isinstance(bar, dict)
     ]
-    return "<h3>The bars</h3>" + table(["bar", "figure", "met?"], rows, numeric_from=1)
+    return "<h3>The bars (the two-stream model)</h3>" + table(["bar", "figure", "limit", "met?"], rows)
+
+
+def _met(value: Any) -> str:
+    return {True: "met", False: "missed"}.get(value, "n/a")
 
 
 def _pointing(study: dict[str, Any], folder: Path, assets: Assets) -> str:

@@ -36,6 +36,9 @@ from vlkit.shapes.world import ShapesConfig
 log = logging.getLogger(__name__)
 
 STUDY_FILE = "study.json"
+# Fine-tuning steps of every model: half the trainer's default (800), so that ten models fit the 25 minutes
+# on two cores; validation VQA is within a point of its 800-step figure by then (docs/vilbert.md).
+STUDY_FINETUNE_STEPS = 400
 METRICS = ("vqa_accuracy", "vqa_heldout_accuracy", "retrieval_r1", "refer_accuracy", "seconds_per_step")
 
 
@@ -56,7 +59,7 @@ class StudyPlan:
 def study_plan(seed: int, quick: bool) -> StudyPlan:
     """The default world (seed 0: the one `vlkit:shapes-clip` was trained on) and the budget measured to fit
     the whole study in 25 minutes on 2 CPU cores (docs/vilbert.md, "The study"); `quick`: seconds."""
-    from vlkit.train.vilbert_train_config import VilbertTrainConfig
+    from vlkit.train.vilbert_train_config import PHASE_STEPS, VilbertTrainConfig
 
     if quick:
         world = ShapesConfig(
@@ -70,8 +73,10 @@ def study_plan(seed: int, quick: bool) -> StudyPlan:
         )  # fmt: skip
         base = dataclasses.replace(base, data=dataclasses.replace(base.data, batch_size=8))
         return StudyPlan(world, base, 2, 2, seeds=(seed,), figure_models=("two-stream",))
-    base = VilbertTrainConfig()
-    return StudyPlan(ShapesConfig(seed=0), base, 300, 300, (seed, seed + 1), budget_s=25 * 60, workers=2)
+    return StudyPlan(
+        ShapesConfig(seed=0), VilbertTrainConfig(), PHASE_STEPS["pretrain"], STUDY_FINETUNE_STEPS,
+        (seed, seed + 1), budget_s=25 * 60, workers=2,
+    )  # fmt: skip
 
 
 @dataclass
@@ -111,12 +116,18 @@ def run_study(request: StudyRequest) -> dict[str, Any]:
         results = schedule_runs(context, seeds, start, budget, workers, plan.figure_models)
     from vlkit.pipelines.vilbert_clip import clip_rerank
 
-    with stages.timed("baselines_s", "3. the CLIP baseline"):
+    with stages.timed("cost_s", "3. the cost of a training step, every model side by side"):
+        costs = _step_costs(context, [name for name in results if name not in BASELINE_MODELS])
+
+    with stages.timed("baselines_s", "4. the CLIP baseline"):
         paths = [
             context.image_paths[image_id] for image_id in context.data["boxes"].val.regions.regions.image_ids
         ]
         clip = clip_rerank(context.base, context.data["boxes"].val, paths)
     document = study_document(results, clip, plan, seeds, request.quick)
+    for row in document["variants"]:
+        row.update(costs.get(row["name"], {}))
+    document["budget"].update(workers=workers, threads=context.base.threads, budget_s=budget)
     document["timings"] = stages.timings
     document["models_wall_s"] = sum(run["wall_s"] for runs in results.values() for run in runs)
     document["total_s"] = time.perf_counter() - start
@@ -124,6 +135,20 @@ def run_study(request: StudyRequest) -> dict[str, Any]:
     document["world"] = {"folder": str(world), "meta_sha256": context.world_digest}
     write_study(out, document)
     return document
+
+
+def _step_costs(context: Any, names: list[str]) -> dict[str, dict[str, float]]:
+    """The step costs (`vilbert_study_cost`), measured once per set of inputs and read back after."""
+    from vlkit.pipelines.vilbert_study_cost import step_costs
+    from vlkit.runtime.files import read_json
+
+    folder, key = context.out / "cost", {name: context.key(name, 0) for name in names}
+    if context.stages.done(folder, key) and (folder / "cost.json").is_file():
+        return read_json(folder / "cost.json")
+    costs = step_costs(context, names)
+    write_json_atomic(folder / "cost.json", costs)
+    context.stages.mark(folder, key)
+    return costs
 
 
 def mean_over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -244,6 +269,7 @@ def write_study(out: Path, document: dict[str, Any]) -> None:
 
 
 def _cpu() -> str:
+    """The processor's name and its core count (the figures' machine)."""
     name = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -252,9 +278,7 @@ def _cpu() -> str:
                 break
     except OSError:
         pass
-    import torch
-
-    return f"{name}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads"
+    return f"{name}, {os.cpu_count()} cores"
 
 
 def _load() -> list[float] | None:

@@ -212,7 +212,7 @@ def _pretrained(
 
         config = context.config(spec, seed, context.pretrain_steps)
         outcome = pretrain(
-            config, None, target, resume=resume, model=_new_model(spec, config, data), data=data
+            config, None, target, resume=resume, model=new_model(spec, config, data), data=data
         )
         record = {"seconds": outcome.seconds, "steps": outcome.steps, "step_seconds": outcome.step_seconds}
     phases["pretrain"] = record
@@ -235,7 +235,7 @@ def _finetuned(
     record = _phase_record(target) if resume else None
     if record is None:
         config = context.config(spec, seed, context.finetune_steps)
-        model = load_vl_model(init) if init is not None else _new_model(spec, config, data)
+        model = load_vl_model(init) if init is not None else new_model(spec, config, data)
         if spec.hide is not None:
             model = BlindedModel(model, spec.hide)
         outcome = finetune(config, None, target, init_dir=init, resume=resume, model=model, data=data)
@@ -244,7 +244,7 @@ def _finetuned(
     return load_vl_model(target)
 
 
-def _new_model(spec: ModelSpec, config: Any, data: Any) -> Any:
+def new_model(spec: ModelSpec, config: Any, data: Any) -> Any:
     """A new model of the spec: the ViLBERT variant, or a peer sized to the two-stream model's count."""
     from vlkit.train.vilbert_setup import build_model, vilbert_config
 

@@ -84,6 +84,7 @@ def schedule_runs(
     pool = _executor(context, workers)
     try:
         while tasks or running:
+            progressed = False
             for task in list(tasks):
                 if len(running) >= workers:
                     break
@@ -91,6 +92,7 @@ def schedule_runs(
                 if verdict == "wait":
                     continue
                 tasks.remove(task)
+                progressed = True
                 if verdict == "leave":
                     left_out.add(task)
                     continue
@@ -99,7 +101,7 @@ def schedule_runs(
                 log.info("%s, seed %d", name, seed)
                 running[pool.submit(_run_in_worker, name, seed, figures)] = task
             if not running:
-                if tasks:
+                if not progressed:  # every task left waits on one that will never run
                     raise VlkitError(f"study: {tasks[0][0]}, seed {tasks[0][1]} waits on a run never started")
                 continue
             finished, _ = wait(running, return_when=FIRST_COMPLETED)

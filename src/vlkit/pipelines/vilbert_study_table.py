@@ -14,7 +14,9 @@ MODEL_HEADER = [
     "referring",
     "parameters",
     "train (s)",
-    "s / step (pre-train, fine-tune)",
+    "s / step in the run (pre-train, fine-tune)",
+    "s / step side by side (pre-train, fine-tune)",
+    "seeds",
 ]
 BASELINE_ROWS = (  # label, baselines key, figure key
     ("question-only (regions hidden): VQA", "question_only", "vqa_accuracy"),
@@ -53,6 +55,8 @@ def _model_row(v: dict[str, Any]) -> list[str]:
         num(v.get("params"), ",d"),
         num(v.get("train_s"), ".0f"),
         steps,
+        ", ".join(num(v.get(k), ".3f") for k in ("pretrain_step_s", "finetune_step_s")),
+        str(len(v.get("seeds") or [])),
     ]
 
 
@@ -89,9 +93,10 @@ def study_markdown(document: dict[str, Any]) -> str:
     intro = (
         f"Every model: {budget.get('pretrain_steps')} pre-training steps, then "
         f"{budget.get('finetune_steps')} fine-tuning steps (VQA, referring, retrieval together), batch "
-        f"{budget.get('batch_size')}; seeds {seeds}; validation figures, the mean over seeds. Retrieval: "
-        f"{budget.get('retrieval')}. Whole study {num(document.get('total_s'), '.0f')} s on "
-        f"{document.get('cpu', 'n/a')} (load average at start and end: {document.get('load')})."
+        f"{budget.get('batch_size')}; seeds {seeds} where the budget allowed (the seeds column); validation "
+        f"figures, the mean over a model's seeds. Retrieval: {budget.get('retrieval')}. This run: "
+        f"{num(document.get('total_s'), '.0f')} s on {document.get('cpu', 'n/a')}, {budget.get('workers')} "
+        f"runs at a time (load average at start and end: {document.get('load')})."
     )
     base_rows = [[label, pct((baselines.get(key) or {}).get(figure))] for label, key, figure in BASELINE_ROWS]
     bar_rows = [

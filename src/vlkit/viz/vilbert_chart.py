@@ -20,7 +20,7 @@ PANELS = (
     ("VQA accuracy", "vqa_accuracy", True),
     ("retrieval R@1 (re-ranking)", "retrieval_r1", True),
     ("referring accuracy", "refer_accuracy", True),
-    ("seconds per training step", "seconds_per_step", False),
+    ("seconds per fine-tuning step (side by side)", "finetune_step_s", False),
 )
 LINE_STYLES = ("--", ":", "-.")
 
