@@ -67,6 +67,21 @@ def test_pretrain_then_finetune_then_evaluate(shapes_world, tmp_path, capsys):
             ["vilbert", "finetune", "--world", "{world}", "--out", "{tmp}/o", "--init", "{tmp}"],
             "no config.json",
         ),
+        (
+            ["vilbert", "pretrain", "--world", "{world}", "--out", "{tmp}/o", "--region-pooling", "roi"],
+            "--region-pooling: must be",
+        ),
+        (["vilbert", "pretrain", "--boxes", "{tmp}/b.json", "--out", "{tmp}/o"], "real images need all three"),
+        (
+            ["vilbert", "pretrain", "--annotations", "{tmp}/a.json", "--images", "{tmp}", "--boxes", "{tmp}/b",
+             "--out", "{tmp}/o"],
+            "--annotations {tmp}/a.json: file not found",
+        ),  # fmt: skip
+        (
+            ["vilbert", "pretrain", "--world", "{world}", "--annotations", "{tmp}/a.json", "--images", "{tmp}",
+             "--boxes", "{tmp}/b", "--out", "{tmp}/o"],
+            "give one data source",
+        ),  # fmt: skip
         (["vilbert", "evaluate", "--model", "{tmp}/none", "--world", "{world}"], "model folder not found"),
         (["vilbert", "evaluate", "--model", "{tmp}/m", "--world", "{world}"], "not a vlkit VL model"),
     ],
@@ -80,4 +95,28 @@ def test_vilbert_commands_turn_bad_input_into_one_line_and_exit_2(
         main([a.replace("{tmp}", str(tmp_path)).replace("{world}", str(shapes_world)) for a in argv])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
+    message = message.replace("{tmp}", str(tmp_path))
     assert len(error.splitlines()) == 1 and message in error, error
+
+
+def test_pretrain_on_real_images_with_a_detectors_boxes(shapes_world, tmp_path, capsys):
+    # The real path: a COCO caption file, its images and a detector's boxes (COCO detection layout), read
+    # through the same encoder; cropped features (R-CNN's pooling) on the way.
+    world = json.loads((shapes_world / "train.json").read_text())
+    images = world["images"][:6]
+    ids = {i["id"] for i in images}
+    captions = {
+        "images": [{"id": i["id"], "file_name": i["file_name"]} for i in images],
+        "annotations": [a for a in world["annotations"] if a["image_id"] in ids],
+    }
+    boxes = {"annotations": [{"image_id": i["id"], "bbox": o["bbox"]} for i in images for o in i["objects"]]}
+    (tmp_path / "captions.json").write_text(json.dumps(captions))
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    main(["vilbert", "pretrain", "--annotations", str(tmp_path / "captions.json"), "--images",
+          str(shapes_world / "images"), "--boxes", str(tmp_path / "boxes.json"), "--out", str(tmp_path / "pre"),
+          "--region-pooling", "crop", "--feature-cache-dir", str(tmp_path / "cache"), *TINY])  # fmt: skip
+    assert "saved" in capsys.readouterr().out
+    config = json.loads((tmp_path / "pre" / "vlkit_vilbert_train.json").read_text())
+    assert config["region_pooling"] == "crop"
+    logged = [json.loads(line) for line in (tmp_path / "pre" / "train_log.jsonl").read_text().splitlines()]
+    assert "loss_word" in logged[-1] and "loss_alignment" in logged[-1] and "loss_region" not in logged[-1]

@@ -47,8 +47,9 @@ def test_without_a_budget_every_model_runs_every_seed_baselines_after_their_pre_
 
 
 def test_a_later_seed_runs_only_while_its_first_seed_s_time_fits(runs):
-    # 10 first seeds take 1000 s; 1000 + 2 x 100 + the reserve fits in the budget, a third run does not
-    budget = 1000 + 200 + schedule.RESERVE_S + 50
+    # the first seeds take 100 s each; they + 2 x 100 + the reserve fit in the budget, a third run does not
+    first = 100.0 * len(MODELS)
+    budget = first + 200 + schedule.RESERVE_S + 50
     results = schedule.schedule_runs(Context(), (0, 1), 0.0, budget, 1, None)
     assert [name for name, seed, _ in runs if seed == 1] == ["two-stream", "question-only"]
     assert len(results["two-stream"]) == 2 and len(results["lxmert"]) == 1
@@ -57,6 +58,6 @@ def test_a_later_seed_runs_only_while_its_first_seed_s_time_fits(runs):
 
 def test_a_baseline_whose_pre_training_was_left_out_is_left_out_too(runs, monkeypatch):
     monkeypatch.setattr(schedule, "SEED_PRIORITY", ("image-only", "two-stream", "question-only"))
-    budget = 1000 + 50 + schedule.RESERVE_S  # room for no second-seed run
+    budget = 100.0 * len(MODELS) + 50 + schedule.RESERVE_S  # room for no second-seed run
     schedule.schedule_runs(Context(), (0, 1), 0.0, budget, 1, None)
     assert [name for name, seed, _ in runs if seed == 1] == []

@@ -110,3 +110,36 @@ def test_an_image_whose_size_differs_from_its_boxes_is_named(encoder, val, tmp_p
     regions = dataclasses.replace(regions, sizes=regions.sizes * 2)
     with pytest.raises(VlkitError, match=r"is 64x64, its boxes are for 128x128"):
         encode_regions(encoder, paths, regions, tmp_path)
+
+
+def test_crop_pooling_encodes_each_box_alone_and_is_its_own_cache(encoder, val, tmp_path):
+    from vlkit.train.region_features import POOLINGS, crop_box
+    from vlkit.train.vilbert_train_config import POOLING_NAMES
+
+    assert tuple(POOLINGS) == POOLING_NAMES
+    scenes, paths = val
+    regions = scene_set(scenes)
+    cells = encode_regions(encoder, paths, regions, tmp_path)
+    crops = encode_regions(encoder, paths, regions, tmp_path, batch_size=2, pooling="crop")
+    assert crops.folder != cells.folder and not crops.reused
+    image = Image.open(paths[2]).convert("RGB")
+    features = crops.rows([2]).features[0]
+    real = np.flatnonzero(regions.mask[2])
+    for region in real:
+        x1, y1, x2, y2 = crop_box(regions.boxes[2, region], *image.size)
+        expected = encoder.pooled([image.crop((x1, y1, x2, y2))])[0]  # the box alone, through the processor
+        assert torch.allclose(features[region], expected, atol=1e-5)
+    assert not torch.allclose(features[real[0]], cells.rows([2]).features[0, real[0]], atol=1e-3)
+    padding = np.flatnonzero(~regions.mask.any(0))
+    assert torch.count_nonzero(crops.rows(range(IMAGES)).features[~torch.from_numpy(regions.mask)]) == 0
+    assert padding.size == 0 or torch.count_nonzero(features[padding]) == 0
+    with pytest.raises(VlkitError, match="--region-pooling"):
+        encode_regions(encoder, paths, regions, tmp_path, pooling="roi")
+
+
+def test_crop_box_rounds_outward_and_stays_inside_the_image():
+    from vlkit.train.region_features import crop_box
+
+    assert crop_box(np.array([1.2, 2.7, 10.1, 20.0]), 64, 64) == (1, 2, 11, 20)
+    assert crop_box(np.array([-5.0, -1.0, 70.0, 80.0]), 64, 48) == (0, 0, 64, 48)
+    assert crop_box(np.array([63.5, 10.0, 63.6, 10.0]), 64, 64) == (63, 10, 64, 11)  # never empty

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from vlkit.cli.options import build, config_options
 from vlkit.cli.vilbert_study import study
+from vlkit.errors import VlkitError
 from vlkit.train.vilbert_train_config import PHASE_STEPS, VilbertTrainConfig
 
 app = typer.Typer(help="ViLBERT on the shapes world: pre-train, fine-tune, evaluate.", no_args_is_help=True)
@@ -31,14 +32,38 @@ def pretrain(
         ..., "--out", help="Run folder to write: the model (HF layout), log, checkpoints."
     ),
     resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
+    annotations: Path = typer.Option(
+        None,
+        "--annotations",
+        help="Real images instead of a world: a COCO caption file (with --images, --boxes).",
+    ),
+    images: Path = typer.Option(None, "--images", help="The folder of --annotations' images."),
+    boxes: Path = typer.Option(
+        None,
+        "--boxes",
+        help="A detector's boxes for those images, COCO detection layout: "
+        '{"annotations": [{"image_id", "bbox"}]}.',
+    ),
 ) -> None:
     """Pre-train on the world's captions: masked words, masked regions (KL to their class distribution) and
-    image-text alignment."""
-    from vlkit.train.vilbert_setup import check_world
+    image-text alignment. With --annotations, --images and --boxes: on real images and a detector's boxes
+    (masked words and alignment; the boxes have no classes to predict)."""
+    from vlkit.train.vilbert_setup import check_world, load_detection_run_data
     from vlkit.train.vilbert_trainer import pretrain as run_pretrain
 
     config = build(VilbertTrainConfig, values)
-    outcome = run_pretrain(config, check_world(world), out, resume=resume)
+    real = [name for name, value in (("--annotations", annotations), ("--images", images), ("--boxes", boxes))
+            if value is not None]  # fmt: skip
+    if real and world is not None:
+        raise VlkitError("--world and --annotations/--images/--boxes: give one data source, not both")
+    if real and len(real) < 3:
+        missing = sorted({"--annotations", "--images", "--boxes"} - set(real))
+        raise VlkitError(f"{', '.join(real)} given without {', '.join(missing)}: real images need all three")
+    if real:
+        data = load_detection_run_data(config, annotations, images, boxes)
+        outcome = run_pretrain(config, None, out, resume=resume, data=data)
+    else:
+        outcome = run_pretrain(config, check_world(world), out, resume=resume)
     console.print(
         f"[green]saved[/] {out}: {outcome.parameters:,} parameters, {outcome.steps} steps in "
         f"{outcome.seconds:.1f} s, final loss {outcome.final_loss:.4f} (log: {out / 'train_log.jsonl'})"

@@ -37,7 +37,7 @@ def study(
     ),
 ) -> None:
     """Train and evaluate two-stream, no-standard-layers, sequential, single-stream, no-pretraining,
-    grid-regions, LXMERT and VisualBERT, the question-only and image-only baselines and the CLIP
+    grid-regions, crop-regions, LXMERT and VisualBERT, the question-only and image-only baselines and the CLIP
     baseline; write study.json, study.md, study.png and the co-attention figures."""
     from vlkit.pipelines.vilbert_study import StudyRequest, run_study
 

@@ -13,7 +13,7 @@ import statistics
 import time
 from typing import Any
 
-from vlkit.pipelines.vilbert_study_runs import MODELS, StudyContext, new_model
+from vlkit.pipelines.vilbert_study_runs import MODELS, StudyContext, data_key, new_model
 
 ROUNDS = 5  # timed rounds after one untimed (warm-up) round
 
@@ -38,7 +38,7 @@ def step_costs(context: StudyContext, names: list[str], rounds: int = ROUNDS) ->
     models, batches = {}, {}
     for name in names:
         spec = MODELS[name]
-        data = context.data[spec.regions]
+        data = context.data[data_key(spec)]
         models[name] = new_model(spec, context.config(spec, 0, context.finetune_steps), data).train()
         rows = {"referring": base.referring_rows, "retrieval": base.retrieval_rows}
         batches[name] = {

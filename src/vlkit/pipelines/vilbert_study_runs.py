@@ -3,7 +3,8 @@ own `pretrain`, `finetune` and `evaluate` (`vlkit.train.vilbert_trainer`, `vilbe
 its folder says it is done with the same inputs (`demo.Stages`), so a rerun trains nothing it has.
 
     MODELS[name]   what differs from the paper's two-stream model: the ViLBERT variant (`variants`), the
-                   regions (boxes or the encoder's grid), a peer from transformers (`vilbert.peers`), no
+                   regions (boxes or the encoder's grid) and their pooling (the patch tokens under a box,
+                   or the box cropped and encoded alone), a peer from transformers (`vilbert.peers`), no
                    pre-training, or one input hidden (`vilbert.baselines`: fine-tuned from the two-stream
                    model's pre-training, which it shares)
 
@@ -41,6 +42,7 @@ class ModelSpec:
 
     variant: str = "two-stream"  # a ViLBERT variant (`vilbert.variants.VARIANTS`)
     regions: str = "boxes"  # "boxes" or "grid"
+    pooling: str = "cells"  # "cells" (the patch tokens under each box) or "crop" (each box encoded alone)
     peer: str | None = None  # "lxmert" or "visualbert": transformers' model, sized to the two-stream's count
     pretrain: bool = True
     hide: str | None = None  # "regions" (question-only) or "question" (image-only)
@@ -54,6 +56,7 @@ MODELS: dict[str, ModelSpec] = {
     "single-stream": ModelSpec(variant="single-stream"),
     "no-pretraining": ModelSpec(pretrain=False),
     "grid-regions": ModelSpec(regions="grid"),
+    "crop-regions": ModelSpec(pooling="crop"),
     "lxmert": ModelSpec(peer="lxmert"),
     "visualbert": ModelSpec(peer="visualbert"),
     "question-only": ModelSpec(hide="regions", pretrained_by="two-stream"),
@@ -72,7 +75,7 @@ class StudyContext:
     base: Any  # VilbertTrainConfig: the size and settings every model starts from
     pretrain_steps: int
     finetune_steps: int
-    data: dict[str, Any]  # regions ("boxes", "grid") -> ViLBertData, loaded once
+    data: dict[str, Any]  # `data_key(spec)` ("boxes", "grid", "boxes/crop") -> ViLBertData, loaded once
     scenes: dict[Any, Any]  # validation image id -> Scene (the pointing game)
     image_paths: dict[Any, Path]  # validation image id -> file (the figures)
     stages: Stages
@@ -100,8 +103,8 @@ class StudyContext:
             loop, checkpoint_every=checkpoint, warmup_steps=min(loop.warmup_steps, steps)
         )
         return dataclasses.replace(
-            self.base, variant=spec.variant, regions=spec.regions, loop=loop, data=data,
-            eval_every=min(self.base.eval_every, steps),
+            self.base, variant=spec.variant, regions=spec.regions, region_pooling=spec.pooling, loop=loop,
+            data=data, eval_every=min(self.base.eval_every, steps),
         )  # fmt: skip
 
     def key(self, name: str, seed: int) -> dict[str, Any]:
@@ -133,7 +136,7 @@ def run_model(context: StudyContext, name: str, seed: int, figures: bool) -> dic
     start = time.perf_counter()
     resume = _started(folder, key)
     spec = MODELS[name]
-    data = context.data[spec.regions]
+    data = context.data[data_key(spec)]
     phases: dict[str, dict[str, Any]] = {}
     init = _pretrained(context, name, spec, seed, data, folder, resume, phases)
     model = _finetuned(context, spec, seed, data, folder, init, resume, phases)
@@ -265,17 +268,25 @@ def _pointing(context: StudyContext, model: Any, data: Any, figures: Path | None
     return report.to_dict()
 
 
+def data_key(spec: ModelSpec) -> str:
+    """The batches a model reads: its regions, and their pooling where it is not the patch tokens'."""
+    return spec.regions if spec.pooling == "cells" else f"{spec.regions}/{spec.pooling}"
+
+
 def load_context(
     out: Path, world: Path, base: Any, pretrain_steps: int, finetune_steps: int, stages: Stages | None = None
 ) -> StudyContext:
-    """A study's shared state: the world's batches for both region sources (their features cached, the
-    tokenizer trained once), the validation scenes and image files."""
+    """A study's shared state: the world's batches for every region source and pooling the models read
+    (their features cached, the tokenizer trained once), the validation scenes and image files."""
     from vlkit.data.scene_tasks import load_world_split
     from vlkit.pipelines.embedded import world_digest
     from vlkit.train.vilbert_setup import load_data
 
     data = {"boxes": load_data(base, world)}
-    data["grid"] = load_data(dataclasses.replace(base, regions="grid"), world, data["boxes"].tokenizer)
+    for spec in MODELS.values():
+        if data_key(spec) not in data:
+            config = dataclasses.replace(base, regions=spec.regions, region_pooling=spec.pooling)
+            data[data_key(spec)] = load_data(config, world, data["boxes"].tokenizer)
     val = load_world_split(world, "val")
     return StudyContext(
         out=out, world=world, world_digest=world_digest(world), base=base, pretrain_steps=pretrain_steps,

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 # The order of a later seed's runs while the budget lasts: the bars' model and baseline, the notes' questions.
 SEED_PRIORITY = (
     "two-stream", "question-only", "no-standard-layers", "sequential", "single-stream", "lxmert",
-    "visualbert", "no-pretraining", "grid-regions", "image-only",
+    "visualbert", "no-pretraining", "grid-regions", "crop-regions", "image-only",
 )  # fmt: skip
 RESERVE_S = 30.0  # kept for the CLIP baseline and the outputs
 

@@ -2,9 +2,16 @@
 
 `load_region_encoder(name)` takes what `--encoder` takes (a hub or folder CLIP, ViT, SigLIP, a timm ViT,
 `open_clip:ARCH/PRETRAINED`, or the shipped `vlkit:shapes-clip`) and keeps its vision tower frozen in eval
-mode; `encode_regions` runs it once over the images and pools each region's patch tokens
-(`vlkit.train.region_pooling`). transformers, timm and open_clip do the encoders (through
-`models.captioner.parts`, the captioner's own loaders, so both read the same checkpoints the same way).
+mode. `encode_regions` makes one feature per region by one of two poolings (`POOLINGS`):
+- "cells" (the default; Fast R-CNN's RoI pooling): the encoder runs once over each image and each region's
+  feature is the area-weighted mean of the patch tokens its box covers (`vlkit.train.region_pooling`);
+- "crop" (R-CNN's way): each box is cut out of the image, resized by the encoder's own image processor and
+  encoded alone; its feature is the encoder's pooled output (CLIP's and SigLIP's `pooler_output`, else the
+  mean of its patch tokens). One encoder pass per region instead of per image, but the feature sees the
+  object at the encoder's full resolution: on a 64-pixel image a 4 x 4 patch grid blurs shape
+  (docs/vilbert.md, "Region features").
+transformers, timm and open_clip do the encoders (through `models.captioner.parts`, the captioner's own
+loaders, so both read the same checkpoints the same way).
 
 The features are stored as the captioner's feature cache stores its tokens (`vlkit.train.feature_cache`):
 memory-mapped .npy parts of `PART_SIZE` images, part k built by process k mod N under `accelerate launch`,
@@ -63,7 +70,8 @@ from vlkit.train.region_pooling import cell_weights, grid_boxes, input_frame, po
 
 log = logging.getLogger(__name__)
 
-POOLING = "cell-area-mean/1"  # the pooling's name and version: part of the cache key
+CROP_BATCH = 256  # crops per encoder pass of the "crop" pooling
+POOLINGS = {"cells": "cell-area-mean/1", "crop": "crop-pooled/1"}  # name -> name/version in the cache key
 
 
 @dataclass
@@ -97,6 +105,17 @@ class RegionEncoder:
                 f"{self.layout.prefix_tokens} + {rows}x{columns} (were the images resized to its input size?)"
             )
         return tokens[:, self.layout.prefix_tokens :].float()
+
+    @torch.no_grad()
+    def pooled(self, images: Sequence[Any]) -> torch.Tensor:
+        """RGB images -> (B, C) fp32: the encoder's pooled output, else the mean of its patch tokens."""
+        pixels = self.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
+        dtype = next(self.encoder.parameters()).dtype
+        output = self.encoder(pixel_values=pixels.to(self.device, dtype))
+        pooled = getattr(output, "pooler_output", None)
+        if pooled is None or pooled.ndim != 2 or pooled.shape[-1] != self.feature_size:
+            pooled = output.last_hidden_state[:, self.layout.prefix_tokens :].mean(1)
+        return pooled.float()
 
 
 def load_region_encoder(name: str, device: str = "cpu", allow_pickle: bool = False) -> RegionEncoder:
@@ -160,14 +179,16 @@ class RegionFeatures:
         )
 
 
-def region_cache_key(encoder: RegionEncoder, paths: Sequence[Path], regions: RegionSet, dtype: str) -> dict:
+def region_cache_key(
+    encoder: RegionEncoder, paths: Sequence[Path], regions: RegionSet, dtype: str, pooling: str = "cells"
+) -> dict:
     processor = encoder.image_processor.to_json_string()
     return {
         "encoder": encoder_fingerprint(encoder.encoder),
         "image_processor": hashlib.sha256(processor.encode()).hexdigest(),
         "images": images_fingerprint(paths),
         "regions": regions.digest(),
-        "pooling": POOLING,
+        "pooling": POOLINGS[pooling],
         "dtype": dtype,
     }
 
@@ -179,6 +200,7 @@ def encode_regions(
     cache_root: str | os.PathLike[str],
     batch_size: int = 32,
     dtype: str = "float32",
+    pooling: str = "cells",
 ) -> RegionFeatures:
     """The pooled features of `regions` (row i: the boxes of image i, `image_paths[i]`), from `cache_root`
     when a matching cache is there, else computed now (by every process of an `accelerate launch`
@@ -191,15 +213,18 @@ def encode_regions(
         cache_root: the folder holding one subfolder per cache key (shared by all processes).
         batch_size: images per encoder forward pass while building.
         dtype: "float32" (exact) or "float16" (half the disk).
+        pooling: "cells" (the patch tokens under each box) or "crop" (each box encoded alone): see above.
     """
     if dtype not in DTYPES:
         raise VlkitError(f"feature_dtype: unknown value {dtype!r} (choose {', '.join(DTYPES)})")
+    if pooling not in POOLINGS:
+        raise VlkitError(f"--region-pooling: unknown value {pooling!r} (choose {', '.join(POOLINGS)})")
     paths = [Path(p) for p in image_paths]
     if len(paths) != len(regions):
         raise VlkitError(f"encode_regions: {len(paths)} images but regions for {len(regions)}")
     if not paths:
         raise VlkitError("encode_regions: no images")
-    key = region_cache_key(encoder, paths, regions, dtype)
+    key = region_cache_key(encoder, paths, regions, dtype, pooling)
     folder = Path(cache_root) / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     sizes = [min(PART_SIZE, len(paths) - start) for start in range(0, len(paths), PART_SIZE)]
     parts = open_if_complete(folder, key, sizes)
@@ -211,7 +236,7 @@ def encode_regions(
     mine = range(state.process_index, len(sizes), state.num_processes)
     todo = [k for k in mine if open_part(folder, k, sizes[k], dtype) is None]
     for k in track(todo, "encode regions", total=len(todo)):
-        _compute_part(encoder, paths, regions, k, folder, batch_size, DTYPES[dtype])
+        _compute_part(encoder, paths, regions, k, folder, batch_size, DTYPES[dtype], pooling)
     state.wait_for_everyone()
     if state.is_main_process:
         write_json_atomic(folder / META_FILE, {**key, "parts": sizes, "encoder_name": encoder.name})
@@ -232,6 +257,7 @@ def _compute_part(
     folder: Path,
     batch_size: int,
     dtype: type,
+    pooling: str = "cells",
 ) -> None:
     start, stop = k * PART_SIZE, min((k + 1) * PART_SIZE, len(paths))
     path = folder / (PART_FILE % k)
@@ -241,7 +267,8 @@ def _compute_part(
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
         for first in range(start, stop, batch_size):
             rows = range(first, min(first + batch_size, stop))
-            out[first - start : rows.stop - start] = _pool_batch(encoder, paths, regions, rows)
+            pool = _crop_batch if pooling == "crop" else _pool_batch
+            out[first - start : rows.stop - start] = pool(encoder, paths, regions, rows)
         out.flush()
         del out  # close the writable map before the rename
         os.replace(tmp, path)
@@ -249,9 +276,8 @@ def _compute_part(
         tmp.unlink(missing_ok=True)
 
 
-def _pool_batch(encoder: RegionEncoder, paths: list[Path], regions: RegionSet, rows: range) -> np.ndarray:
+def _read_checked(paths: list[Path], regions: RegionSet, rows: range) -> list[Any]:
     images = [read_image(paths[i]) for i in rows]
-    frames = []
     for i, image in zip(rows, images, strict=True):
         expected = tuple(int(v) for v in regions.sizes[i])
         if image.size != expected:
@@ -259,12 +285,39 @@ def _pool_batch(encoder: RegionEncoder, paths: list[Path], regions: RegionSet, r
                 f"{paths[i]}: the image is {image.size[0]}x{image.size[1]}, its boxes are for "
                 f"{expected[0]}x{expected[1]} (image {regions.image_ids[i]!r})"
             )
-        frames.append(input_frame(encoder.image_processor, *image.size))
+    return images
+
+
+def _pool_batch(encoder: RegionEncoder, paths: list[Path], regions: RegionSet, rows: range) -> np.ndarray:
+    images = _read_checked(paths, regions, rows)
+    frames = [input_frame(encoder.image_processor, *image.size) for image in images]
     tokens = encoder.patch_tokens(images)  # (B, rows * columns, C)
     weights = cell_weights(grid_boxes(regions.boxes[rows.start : rows.stop], frames, encoder.layout.grid),
                            encoder.layout.grid)  # fmt: skip
     pooled = pool_regions(tokens, weights.to(tokens.device))  # (B, R, C)
     return (pooled * torch.from_numpy(regions.mask[rows.start : rows.stop, :, None]).to(pooled)).cpu().numpy()
+
+
+def crop_box(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:
+    """The pixels of `box` (x1, y1, x2, y2) as PIL's crop takes them: clipped to the image, rounded outward,
+    at least one pixel each way."""
+    x1 = min(max(int(np.floor(box[0])), 0), width - 1)
+    y1 = min(max(int(np.floor(box[1])), 0), height - 1)
+    x2 = max(min(int(np.ceil(box[2])), width), x1 + 1)
+    y2 = max(min(int(np.ceil(box[3])), height), y1 + 1)
+    return x1, y1, x2, y2
+
+
+def _crop_batch(encoder: RegionEncoder, paths: list[Path], regions: RegionSet, rows: range) -> np.ndarray:
+    images = _read_checked(paths, regions, rows)
+    mask = regions.mask[rows.start : rows.stop]
+    out = np.zeros((len(images), mask.shape[1], encoder.feature_size), dtype=np.float32)
+    where = np.argwhere(mask)
+    crops = [images[b].crop(crop_box(regions.boxes[rows.start + b, r], *images[b].size)) for b, r in where]
+    for first in range(0, len(crops), CROP_BATCH):
+        chunk = where[first : first + CROP_BATCH]
+        out[chunk[:, 0], chunk[:, 1]] = encoder.pooled(crops[first : first + CROP_BATCH]).cpu().numpy()
+    return out
 
 
 def encoder_grid_regions(

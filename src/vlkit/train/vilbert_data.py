@@ -74,10 +74,13 @@ def world_batches(
     recipe: RegionRecipe,
     tasks: SceneTasks,
     feature_dtype: str = "float32",
+    pooling: str = "cells",
 ) -> ViLBertBatches:
-    """One split's batches: its regions by `recipe`, their features (cached), captions and `tasks`."""
+    """One split's batches: its regions by `recipe`, their features (cached, by `pooling`), captions and
+    `tasks`."""
     regions = world_region_set(encoder, split.scenes, recipe)
-    features = encode_regions(encoder, split.dataset.image_paths(), regions, cache_root, dtype=feature_dtype)
+    paths = split.dataset.image_paths()
+    features = encode_regions(encoder, paths, regions, cache_root, dtype=feature_dtype, pooling=pooling)
     captions = [image.captions for image in split.dataset.images]
     return ViLBertBatches(features, captions, tokenizer, config, split.scenes, tasks, split.heldout)
 
@@ -92,6 +95,7 @@ def load_world_data(
     task_seed: int = 0,
     questions_per_type: int = QUESTIONS_PER_TYPE,
     with_val: bool = True,
+    pooling: str = "cells",
 ) -> ViLBertData:
     """A shapes world's train (and val) batches over `encoder`'s region features, cached in `cache_root`.
 
@@ -106,6 +110,7 @@ def load_world_data(
         task_seed: seed of the questions and referring expressions.
         questions_per_type: VQA questions per image and question type.
         with_val: also build the validation split's batches.
+        pooling: how each region's feature is made (`region_features.POOLINGS`: "cells" or "crop").
     """
     config, recipe = config or ViLBertDataConfig(), recipe or RegionRecipe()
     train = load_world_split(world_dir, "train")
@@ -117,8 +122,12 @@ def load_world_data(
     if with_val:
         val_split = load_world_split(world_dir, "val")
         val_tasks = world_tasks(val_split, task_seed, questions_per_type)
-        val = world_batches(val_split, encoder, tokenizer, cache_root, config, recipe, val_tasks)
-    train_batches = world_batches(train, encoder, tokenizer, cache_root, config, recipe, train_tasks)
+        val = world_batches(
+            val_split, encoder, tokenizer, cache_root, config, recipe, val_tasks, pooling=pooling
+        )
+    train_batches = world_batches(
+        train, encoder, tokenizer, cache_root, config, recipe, train_tasks, pooling=pooling
+    )
     return ViLBertData(train_batches, val, tokenizer, len(region_classes()))
 
 
@@ -131,14 +140,21 @@ def load_detection_data(
     cache_root: str | os.PathLike[str],
     config: ViLBertDataConfig | None = None,
     max_regions: int = MAX_REGIONS,
+    pooling: str = "cells",
 ) -> ViLBertData:
     """Real images: a COCO-caption dataset, a detector's boxes for its images (`--boxes`) and any encoder.
-    The regions have no class labels, so the batches hold masked words, alignment and retrieval."""
+    The regions have no class labels, so the batches hold masked words, alignment and retrieval.
+    `tokenizer` None trains a WordPiece on the captions (`VOCAB_SIZE`)."""
+    config = config or ViLBertDataConfig()
     dataset = load_caption_dataset(annotations, image_root)
+    if tokenizer is None:
+        tokenizer = train_wordpiece_tokenizer(
+            dataset.all_captions(), VOCAB_SIZE, model_max_length=config.max_text_tokens
+        )
     ids = [image.id for image in dataset.images]
     boxes = read_detection_boxes(Path(boxes_file), ids, image_sizes(dataset))
     regions = detection_region_set(boxes, ids, max_regions)
-    features = encode_regions(encoder, dataset.image_paths(), regions, cache_root)
+    features = encode_regions(encoder, dataset.image_paths(), regions, cache_root, pooling=pooling)
     captions = [image.captions for image in dataset.images]
-    batches = ViLBertBatches(features, captions, tokenizer, config or ViLBertDataConfig())
+    batches = ViLBertBatches(features, captions, tokenizer, config)
     return ViLBertData(batches, None, tokenizer, 0)

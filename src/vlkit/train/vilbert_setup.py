@@ -25,7 +25,7 @@ from vlkit.models.vilbert.vl_models import load_vl_model
 from vlkit.runtime.distributed import process_state
 from vlkit.runtime.precision import cache_dir
 from vlkit.train.region_features import load_region_encoder
-from vlkit.train.vilbert_data import ViLBertData, load_world_data
+from vlkit.train.vilbert_data import ViLBertData, load_detection_data, load_world_data
 from vlkit.train.vilbert_train_config import TRAIN_CONFIG_FILE, VilbertTrainConfig
 
 # The fields of a run's config that describe its model and inputs: a fine-tuning run from an `--init`
@@ -76,7 +76,29 @@ def load_data(
         tokenizer,
         config.task_seed,
         with_val=with_val,
+        pooling=config.region_pooling,
     )
+
+
+def load_detection_run_data(
+    config: VilbertTrainConfig,
+    annotations: str | os.PathLike[str],
+    images: str | os.PathLike[str],
+    boxes: str | os.PathLike[str],
+    tokenizer: Any = None,
+) -> ViLBertData:
+    """Real images for pre-training: a COCO caption file and its image folder, a detector's boxes (COCO
+    detection layout), and `config.encoder`'s features of those boxes (pooled by `config.region_pooling`)."""
+    for flag, path in (("--annotations", annotations), ("--boxes", boxes)):
+        if not Path(path).is_file():
+            raise VlkitError(f"{flag} {path}: file not found")
+    if not Path(images).is_dir():
+        raise VlkitError(f"--images {images}: folder not found")
+    encoder = load_region_encoder(config.encoder, str(process_state().device))
+    return load_detection_data(
+        annotations, images, boxes, encoder, tokenizer, feature_cache_root(config), config.data,
+        pooling=config.region_pooling,
+    )  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from vlkit.train.config import LoopConfig
 from vlkit.train.vilbert_data_config import ViLBertDataConfig
 
 REGION_SOURCES = ("boxes", "grid")
+POOLING_NAMES = ("cells", "crop")  # train.region_features.POOLINGS
 TRAIN_CONFIG_FILE = "vlkit_vilbert_train.json"
 # Each phase's default length (docs/vilbert.md, "Training": measured so that one pre-training and one
 # fine-tuning run of the default size take about two minutes on two CPU cores).
@@ -48,6 +49,12 @@ class VilbertTrainConfig:
         "boxes",
         "--regions",
         "Regions: boxes (true, jittered and distractor boxes) or grid (the patch cells).",
+    )
+    region_pooling: str = option(
+        "cells",
+        "--region-pooling",
+        "Region features: cells (the mean of the patch tokens under each box, RoI pooling) or crop (each box "
+        "cut out and encoded alone, R-CNN's way).",
     )
     encoder: str = option(
         "vlkit:shapes-clip", "--encoder", "Frozen vision encoder whose pooled patch tokens are the regions."
@@ -123,6 +130,12 @@ class VilbertTrainConfig:
             "regions",
             self.regions in REGION_SOURCES,
             f"must be one of {', '.join(REGION_SOURCES)}, got {self.regions!r}",
+        )
+        require(
+            self,
+            "region_pooling",
+            self.region_pooling in POOLING_NAMES,
+            f"must be one of {', '.join(POOLING_NAMES)}, got {self.region_pooling!r}",
         )
         require(self, "rerank_candidates", self.rerank_candidates >= 2, "must be at least 2")
         require(self, "threads", self.threads >= 0, f"must be 0 or more, got {self.threads}")
