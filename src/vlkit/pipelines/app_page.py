@@ -16,6 +16,7 @@ upload cache) and vlkit's one image reader says what is wrong, on the page, as a
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
@@ -132,27 +133,36 @@ def build_page(models: AppModels, clip_name: str, examples: list[Path]) -> Any:
     gr = _gradio()
 
     def on_error(function):
+        @functools.wraps(function)  # the signature too: Gradio names the API's parameters after it
         def handler(*args):
             try:
                 return function(*args)
             except VlkitError as exc:
                 raise gr.Error(str(exc), print_exception=False) from None
 
-        handler.__name__ = function.__name__
         return handler
 
     def caption(
-        payload, mode, beams, penalty, temperature, top_k, top_p, seed, ngram, repetition, heads, layers
-    ):
-        decoding = decoding_from_page(
-            mode, beams, penalty, temperature, top_k, top_p, seed, ngram, repetition
+        image, decoding, beams, length_penalty, temperature, top_k, top_p, seed, no_repeat_ngram,
+        repetition_penalty, heads, layers,
+    ):  # fmt: skip
+        config = decoding_from_page(
+            decoding,
+            beams,
+            length_penalty,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            no_repeat_ngram,
+            repetition_penalty,
         )
-        view = caption_view(models, read_upload(_payload_path(payload)), decoding, str(heads), str(layers))
+        view = caption_view(models, read_upload(_payload_path(image)), config, str(heads), str(layers))
         return view.caption, round(view.clip_score, 4), list(zip(view.overlays, view.words, strict=True))
 
-    def zeroshot(payload, labels, templates):
-        image = read_upload(_payload_path(payload))
-        return zeroshot_view(models, image, parse_labels(labels), str(templates)).confidences
+    def zeroshot(image, labels, templates):
+        picture = read_upload(_payload_path(image))
+        return zeroshot_view(models, picture, parse_labels(labels), str(templates)).confidences
 
     with gr.Blocks(title="vlkit", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
         gr.Markdown(_header(models, clip_name))
@@ -194,12 +204,10 @@ def _caption_tab(gr: Any, models: AppModels, examples: list[Path]) -> tuple[Any,
             button = gr.Button("Caption", variant="primary", elem_id="caption-button")
         with gr.Column():
             caption = gr.Textbox(label="caption", interactive=False, elem_id="caption")
-            score = gr.Number(
-                label="CLIPScore (w * max(cos, 0), w = 2.5)", interactive=False, elem_id="score"
-            )
+            score = gr.Number(label="CLIPScore", interactive=False, elem_id="score")
             gallery = gr.Gallery(
-                label="where the decoder looked, one map per generated token",
-                columns=6, format="png", elem_id="maps", allow_preview=False,
+                label="attention maps, one per generated token",
+                columns=4, object_fit="contain", format="png", elem_id="maps", allow_preview=False,
             )  # fmt: skip
     controls = [
         image,
@@ -249,7 +257,10 @@ def _header(models: AppModels, clip_name: str) -> str:
 
 def serve(models: AppModels, config: AppConfig, block: bool = True) -> RunningApp:
     """Build the page and serve it on `config.host:config.port`; with `block`, until interrupted."""
+    from vlkit.runtime import progress
+
     gr = _gradio()
+    progress.set_enabled(False)  # a bar per request would only fill the server's console
     examples = example_images(Path(tempfile.mkdtemp(prefix="vlkit-app-examples-")))
     page = build_page(models, config.clip, examples)
     theme = gr.themes.Default(font=SYSTEM_FONTS[0], font_mono=SYSTEM_FONTS[1])
@@ -264,6 +275,8 @@ def serve(models: AppModels, config: AppConfig, block: bool = True) -> RunningAp
         mcp_server=False,
         pwa=False,
         enable_monitoring=False,
+        run_history=False,  # Gradio's run history, kept in the browser or sent to a Hugging Face bucket: off
+        footer_links=["api", "gradio", "settings"],
         show_error=False,
         quiet=not block,
         theme=theme,
