@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,13 +66,15 @@ def _gradio() -> Any:
 
 @dataclass
 class RunningApp:
-    """A page being served (from `serve`): its address and the Gradio app, to close."""
+    """A page being served (from `serve`): its address, the Gradio app and its examples' folder, to close."""
 
     url: str
     blocks: Any
+    examples: Path
 
     def close(self) -> None:
         self.blocks.close()
+        shutil.rmtree(self.examples, ignore_errors=True)
 
 
 def _payload_path(payload: Any) -> str | None:
@@ -257,29 +260,40 @@ def _header(models: AppModels, clip_name: str) -> str:
 
 def serve(models: AppModels, config: AppConfig, block: bool = True) -> RunningApp:
     """Build the page and serve it on `config.host:config.port`; with `block`, until interrupted."""
+    import inspect
+
     from vlkit.runtime import progress
 
     gr = _gradio()
     progress.set_enabled(False)  # a bar per request would only fill the server's console
-    examples = example_images(Path(tempfile.mkdtemp(prefix="vlkit-app-examples-")))
-    page = build_page(models, config.clip, examples)
-    theme = gr.themes.Default(font=SYSTEM_FONTS[0], font_mono=SYSTEM_FONTS[1])
+    folder = Path(tempfile.mkdtemp(prefix="vlkit-app-examples-"))
+    page = build_page(models, config.clip, example_images(folder))
     page.queue(default_concurrency_limit=1)  # one model, one request at a time; the rest wait their turn
-    page.launch(
-        server_name=config.host,
-        server_port=config.port,
-        share=False,
-        max_file_size=f"{config.max_upload_mb}mb",
-        allowed_paths=[str(examples[0].parent)] if examples else None,
-        ssr_mode=False,
-        mcp_server=False,
-        pwa=False,
-        enable_monitoring=False,
-        run_history=False,  # Gradio's run history, kept in the browser or sent to a Hugging Face bucket: off
-        footer_links=["api", "gradio", "settings"],
-        show_error=False,
-        quiet=not block,
-        theme=theme,
-        prevent_thread_lock=not block,
-    )
-    return RunningApp(f"http://{config.host}:{page.server_port}/", page)
+    settings = {
+        "server_name": config.host,
+        "server_port": config.port,
+        "share": False,
+        "max_file_size": f"{config.max_upload_mb}mb",
+        "allowed_paths": [str(folder)],
+        "ssr_mode": False,
+        "mcp_server": False,
+        "pwa": False,
+        "enable_monitoring": False,
+        "run_history": False,  # kept in the browser or sent to a Hugging Face bucket (Gradio 6.24 on)
+        "footer_links": ["api", "gradio", "settings"],
+        "show_error": False,
+        "quiet": not block,
+        "theme": gr.themes.Default(font=SYSTEM_FONTS[0], font_mono=SYSTEM_FONTS[1]),
+        "prevent_thread_lock": not block,
+    }
+    known = inspect.signature(page.launch).parameters  # an older Gradio 6 lacks the newer features' switches
+    running = RunningApp("", page, folder)
+    try:
+        page.launch(**{name: value for name, value in settings.items() if name in known})
+    except BaseException:
+        running.close()
+        raise
+    running.url = f"http://{config.host}:{page.server_port}/"
+    if block:
+        running.close()  # launch returned: the server was stopped
+    return running
