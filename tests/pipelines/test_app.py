@@ -170,7 +170,7 @@ def test_the_page_in_chromium_captions_maps_each_token_and_scores_typed_labels(a
                 "document.querySelector('#caption textarea').value.length > 0", timeout=60_000
             )
             page.wait_for_function(f"document.querySelectorAll('#maps img').length === {len(words)}")
-            loaded = "[...document.querySelectorAll('#maps img')].every(i => i.complete && i.naturalWidth > 0)"
+            loaded = "[...document.querySelectorAll('#maps img')].every(i => i.complete && i.naturalWidth)"
             page.wait_for_function(loaded)  # every map's picture is served and decodes
             titles = page.locator("#maps .caption-label").all_inner_texts()
             assert [t.strip() for t in titles] == [w.strip() for w in words]

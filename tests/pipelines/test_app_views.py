@@ -140,3 +140,22 @@ def test_the_app_config_names_a_bad_port_or_upload_limit():
     with pytest.raises(ConfigError, match="max_upload_mb"):
         AppConfig(max_upload_mb=0)
     assert AppConfig().host == "127.0.0.1"
+
+
+def test_vlkit_app_without_a_demo_or_a_captioner_says_how_to_get_one(tmp_path, capsys):
+    from vlkit.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["app", "--demo", str(tmp_path / "no_demo")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "make demo" in err and "--captioner" in err
+
+
+def test_without_gradio_the_page_asks_for_the_app_extra(monkeypatch):
+    import sys
+
+    from vlkit.pipelines.app_page import _gradio
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as if it were not installed
+    with pytest.raises(VlkitError, match=r"vlkit\[app\]"):
+        _gradio()
