@@ -69,22 +69,58 @@ def app(tmp_path_factory):
         config = AppConfig(captioner=str(build_captioner(spec).save(root / "captioner")), clip=str(clip))
     config.port, config.max_upload_mb, config.device = _free_port(), 1, "cpu"
     models = load_app_models(config)
-    running = serve(models, config, block=False)
-    yield running, models, example_images(root / "examples", count=2)[1]
-    running.close()
+    with pytest.MonkeyPatch.context() as patch:
+        _record_other_hosts(patch)
+        # gradio_client (the test's side, not the server's) asks huggingface.co for its agent registry when a
+        # Client starts, unless huggingface_hub is offline; HF_HUB_OFFLINE=1 does this for a script.
+        patch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+        running = serve(models, config, block=False)
+        yield running, models, example_images(root / "examples", count=2)[1]
+        running.close()
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+OTHER_HOSTS: list[str] = []  # hosts this process looked up or connected to while the server ran
+
+
+def _record_other_hosts(patch: pytest.MonkeyPatch) -> None:
+    """Record (and refuse) every look-up of, or connection to, a host other than this machine."""
+    lookup, connect = socket.getaddrinfo, socket.socket.connect
+
+    def guarded_lookup(host, *args, **kwargs):
+        if str(host) not in LOOPBACK:
+            OTHER_HOSTS.append(str(host))
+            raise OSError(f"the app test refuses to look up {host}")
+        return lookup(host, *args, **kwargs)
+
+    def guarded_connect(self, address):
+        if isinstance(address, tuple) and str(address[0]) not in LOOPBACK:
+            OTHER_HOSTS.append(str(address[0]))
+            raise OSError(f"the app test refuses to connect to {address[0]}")
+        return connect(self, address)
+
+    patch.setattr(socket, "getaddrinfo", guarded_lookup)
+    patch.setattr(socket.socket, "connect", guarded_connect)
 
 
 @pytest.fixture(scope="module")
 def client(app):
-    return gradio_client.Client(app[0].url, verbose=False)
+    return _client(app[0].url)
+
+
+def _client(url: str):
+    """A client that sends no telemetry: gradio_client's own switch needs the environment's too."""
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"  # set by the server's start (quiet_gradio)
+    return gradio_client.Client(url, verbose=False, analytics_enabled=False)
 
 
 def test_the_server_binds_loopback_with_analytics_off(app):
     running = app[0]
     assert running.url.startswith("http://127.0.0.1:")
     assert running.blocks.analytics_enabled is False and os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
-    api = gradio_client.Client(running.url, verbose=False).view_api(print_info=False, return_format="dict")
+    api = _client(running.url).view_api(print_info=False, return_format="dict")
     assert set(api["named_endpoints"]) == {"/caption", "/zeroshot"}
+    assert OTHER_HOSTS == []  # the server's start (no version check, no telemetry) and its answers
 
 
 def test_the_caption_api_gives_the_caption_its_clip_score_and_one_map_per_token(app, client):
@@ -136,6 +172,7 @@ def test_a_bad_upload_is_an_error_and_the_server_keeps_serving(app, client, tmp_
         gradio_client.handle_file(str(image_path)), "red circle, blue star", api_name="/zeroshot"
     )
     assert {row["label"] for row in result["confidences"]} == {"red circle", "blue star"}
+    assert OTHER_HOSTS == []
 
 
 def test_the_page_in_chromium_captions_maps_each_token_and_scores_typed_labels(app, client, tmp_path):
@@ -194,6 +231,7 @@ def test_the_page_in_chromium_captions_maps_each_token_and_scores_typed_labels(a
     assert {label for label, _ in shown} == {"red circle", "blue star"}
     assert sum(value for _, value in shown) == pytest.approx(1.0, abs=1e-4) and "softmax" in scoring
     assert elsewhere == []  # the page asked no other host for anything (fonts, analytics, CDNs)
+    assert OTHER_HOSTS == []  # nor did the server while it answered
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     assert pixels.std() > 20 and len(np.unique(pixels)) > 50  # text, controls and maps, not a blank page
     if os.environ.get("VLKIT_APP_SCREENSHOT"):

@@ -20,6 +20,7 @@ import functools
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,9 +51,13 @@ SYSTEM_FONTS = (["ui-sans-serif", "system-ui", "sans-serif"], ["ui-monospace", "
 
 
 def quiet_gradio() -> None:
-    """No analytics, version checks or hub telemetry, whatever the environment said (set before import)."""
+    """No analytics, version checks or hub telemetry, whatever the environment said (set before import;
+    huggingface_hub, imported already by transformers, is told directly: it read its environment then)."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    hub_constants = sys.modules.get("huggingface_hub.constants")
+    if hub_constants is not None:
+        hub_constants.HF_HUB_DISABLE_TELEMETRY = True
 
 
 def _gradio() -> Any:
