@@ -26,5 +26,5 @@ def app(ctx: typer.Context, settings: dict) -> None:
     console.print(f"captioner: {models.captioner_source}")
     if models.video_note:
         console.print(f"[yellow]{models.video_note}[/]")
-    console.print(f"serving on http://{config.host}:{config.port}/ (Ctrl+C stops it)")
+    console.print(f"starting the page on http://{config.host}:{config.port}/ (Ctrl+C stops it)")
     serve(models, config)

@@ -287,14 +287,18 @@ def serve(models: AppModels, config: AppConfig, block: bool = True) -> RunningAp
         "run_history": False,  # kept in the browser or sent to a Hugging Face bucket (Gradio 6.24 on)
         "footer_links": ["api", "gradio", "settings"],
         "show_error": False,
-        "quiet": not block,
+        "quiet": True,  # the CLI prints the address; Gradio's own lines would suggest share=True
         "theme": gr.themes.Default(font=SYSTEM_FONTS[0], font_mono=SYSTEM_FONTS[1]),
         "prevent_thread_lock": not block,
     }
     known = inspect.signature(page.launch).parameters  # an older Gradio 6 lacks the newer features' switches
     running = RunningApp("", page, folder)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio checks its own start over HTTP: no log
     try:
         page.launch(**{name: value for name, value in settings.items() if name in known})
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        running.close()
+        raise VlkitError(f"--host {config.host} --port {config.port}: cannot serve there ({exc})") from None
     except BaseException:
         running.close()
         raise
