@@ -5,15 +5,22 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo test lint bench clean browser java fixtures
+.PHONY: demo test lint bench clean browser java fixtures app-screenshot
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,openclip]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,openclip,app]'
 	touch $@
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/vlkit demo --out $(DEMO_OUT)
+
+# The README's screenshot of `vlkit app` (docs/images/app.png), taken by the app's browser test with the
+# demo's best captioner (run `make demo` first).
+app-screenshot: $(VENV)/.installed browser
+	mkdir -p docs/images
+	VLKIT_APP_DEMO=$(DEMO_OUT) VLKIT_APP_SCREENSHOT=docs/images/app.png VLKIT_REQUIRE_BROWSER=1 \
+		$(PY) -m pytest -q tests/pipelines/test_app.py -k chromium
 
 # The report test renders in headless Chromium: Debian's package, installed here when it is missing.
 browser:

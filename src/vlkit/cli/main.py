@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
+from vlkit.cli import app as app_cli
 from vlkit.cli import caption as caption_cli
 from vlkit.cli import clip as clip_cli
 from vlkit.cli import convert as convert_cli
@@ -55,6 +56,7 @@ app.command(name="probe")(probe_cli.probe)
 app.command(name="demo")(demo_cli.demo)
 app.command(name="evaluate")(evaluate_cli.evaluate)
 app.command(name="report")(report_cli.report)
+app.command(name="app")(app_cli.app)
 
 _state = {"debug": False}
 err_console = Console(stderr=True)

@@ -72,10 +72,12 @@ def ensemble_embeddings(per_template: torch.Tensor) -> torch.Tensor:
 
 
 class TextEmbeddingCache:
-    """Text embeddings keyed by (model, class names, templates): in memory, and on disk given a folder."""
+    """Text embeddings keyed by (model, class names, templates): in memory, and on disk given a folder.
+    `max_entries` bounds the memory (the oldest entry goes first), for a server that takes labels from
+    anyone (`vlkit app`); None keeps every entry, as a command that runs once needs."""
 
-    def __init__(self, folder: Path | None = None):
-        self.folder, self.memory = folder, {}
+    def __init__(self, folder: Path | None = None, max_entries: int | None = None):
+        self.folder, self.memory, self.max_entries = folder, {}, max_entries
 
     @staticmethod
     def key(model_id: str, class_names: Sequence[str], templates: Sequence[str]) -> str:
@@ -94,6 +96,8 @@ class TextEmbeddingCache:
 
     def put(self, key: str, value: torch.Tensor) -> None:
         self.memory[key] = value
+        while self.max_entries is not None and len(self.memory) > self.max_entries:
+            self.memory.pop(next(iter(self.memory)))
         if self.folder is not None:
             from safetensors.torch import save
 
