@@ -12,6 +12,7 @@ import pytest
 
 from vlkit.cli.main import main
 from vlkit.data.video import VideoSampling, read_video
+from vlkit.data.video_captions import load_video_captions
 from vlkit.errors import ConfigError, VlkitError
 from vlkit.shapes.clip_grammar import OPPOSITE
 from vlkit.shapes.clips import ClipsConfig, ClipTruth, load_clip_truth, make_clips, reverse_truth
@@ -52,6 +53,9 @@ def test_the_folder_holds_the_video_caption_layout_truth_and_settings(clips):
         assert all((clips / split / "videos" / v["file_name"]).is_file() for v in data["videos"])
     truth = load_clip_truth(clips)
     assert len(truth) == 32 and all(8 <= len(t.frames) <= 16 for t in truth.values())
+    val = load_video_captions(clips / "val" / "annotations.json", clips / "val" / "videos")
+    assert set(val.stem_to_video()) == {stem for stem, t in truth.items() if t.split == "val"}
+    assert all(len(captions) == 3 for captions in val.captions.values())
     assert all(1 <= len(t.events) <= 2 for t in truth.values())
 
 
