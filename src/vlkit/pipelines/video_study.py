@@ -35,7 +35,6 @@ STUDY_FILE = "study.json"
 VARIANTS = ("meanp", "concat", "seq")
 ENCODER, DECODER = "vlkit:shapes-clip", "vlkit:shapes-gpt2"
 ORDER_BAR_POINTS = 0.25  # a temporal module's order accuracy at least 25 points above meanp's
-FIGURE_CLIPS = 4
 
 
 @dataclass(frozen=True)
@@ -50,10 +49,14 @@ class StudyBudget:
     frames: int = 8
     ablation_frames: tuple[int, ...] = (2, 4)
     workers: int = 2
+    max_new_tokens: int | None = None  # validation captions' length limit (None: the captioner's)
+    figure_clips: int = 4  # validation clips drawn per variant
 
     @staticmethod
     def quick() -> StudyBudget:
-        return StudyBudget(steps=4, batch_size=8, ablation_frames=(2,), workers=1)
+        return StudyBudget(
+            steps=2, batch_size=8, ablation_frames=(2,), workers=1, max_new_tokens=6, figure_clips=1
+        )
 
 
 @dataclass
@@ -111,7 +114,9 @@ def run_video_study(request: VideoStudyRequest) -> dict[str, Any]:
     prepare_caches(context, sorted({run.frames for run in runs}))
     cache_s = time.perf_counter() - cache_s
     results = run_all(context, runs)
-    truth = read_json(clips / "truth.json")
+    from vlkit.shapes.clips import load_clip_truth
+
+    truth = load_clip_truth(clips)
     rows = []
     for run in runs:
         result = results[run.name]
@@ -175,12 +180,13 @@ def ensure_clips(folder: Path, seed: int, quick: bool) -> Path:
     """The study's clips under `folder` (made unless a finished set for this seed is there)."""
     from vlkit.shapes.clips import ClipsConfig, make_clips
 
+    config = ClipsConfig.quick(seed=seed) if quick else ClipsConfig(seed=seed)
     world = folder / "world.json"
     if world.is_file() and (folder / "truth.json").is_file():
         meta = read_json(world)
-        if isinstance(meta, dict) and meta.get("seed") == seed and bool(meta.get("quick")) == quick:
+        wanted = {"seed": config.seed, "n_train": config.n_train, "n_val": config.n_val, "order": "original"}
+        if isinstance(meta, dict) and all(meta.get(k) == v for k, v in wanted.items()):
             return folder
-    config = ClipsConfig.quick(seed=seed) if quick else ClipsConfig(seed=seed)
     make_clips(folder, config)
     return folder
 
@@ -239,9 +245,10 @@ def draw_figures(context: Any, rows: list[dict[str, Any]], folder: Path) -> dict
             continue
         captioner = load_captioner(context.out / row["checkpoint"])
         sampling = captioner_sampling(captioner)
-        chosen = context.val.videos[:FIGURE_CLIPS]
+        chosen = context.val.videos[: context.budget.figure_clips]
         clips = [read_video(path, sampling).frames for _, path in chosen]
-        found = attend_clips(captioner, clips, [path.stem for _, path in chosen], DecodingConfig(num_beams=1))
+        decoding = DecodingConfig(num_beams=1, max_new_tokens=context.budget.max_new_tokens)
+        found = attend_clips(captioner, clips, [path.stem for _, path in chosen], decoding)
         names = []
         for frames, clip in zip(clips, found, strict=True):
             draw_clip(folder / row["name"] / f"{clip.stem}.png", frames, clip)

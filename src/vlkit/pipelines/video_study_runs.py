@@ -125,7 +125,7 @@ def run_one(context: RunContext, run: StudyRun) -> dict[str, Any]:
     features = val_cache.rows(np.arange(len(val_cache))).numpy()
     tokens = captioner.video_settings().frame_tokens
     shuffled = np.stack([shuffle_frames(f, tokens, context.seed, i) for i, f in enumerate(features)])
-    decoding = DecodingConfig(num_beams=1, batch_size=64)
+    decoding = DecodingConfig(num_beams=1, batch_size=64, max_new_tokens=context.budget.max_new_tokens)
     stems = [path.stem for _, path in context.val.videos]
     captions = {}
     for name, rows in (("predictions", features), ("shuffled_predictions", shuffled)):
@@ -154,31 +154,18 @@ def run_all(context: RunContext, runs: list[StudyRun]) -> dict[str, dict[str, An
 
 
 def score_predictions(context: RunContext, predictions: dict[str, str], truth: Any) -> dict[str, Any]:
-    """CIDEr-D against the clips' captions, the order accuracy against their ground truth, CHAIR-i against
-    the objects of any of their frames."""
+    """CIDEr-D against the clips' captions, the order accuracy against their ground truth (`truth`:
+    `vlkit.shapes.clips.load_clip_truth`), CHAIR-i against the objects of any of their frames."""
     from vlkit.metrics.cider import cider_d
-    from vlkit.metrics.grounding import chair
-    from vlkit.metrics.order import order_accuracy
+    from vlkit.metrics.order import clip_chair, order_accuracy
 
     references = {path.stem: context.val.captions[key] for key, path in context.val.videos}
-    stems = list(references)
-    clips = truth["clips"]
-    objects = [_clip_objects(clips[stem]) for stem in stems]
-    hallucination = chair([predictions[stem] for stem in stems], objects)
+    chosen = {stem: predictions[stem] for stem in references}
     return {
-        "cider": cider_d({s: predictions[s] for s in stems}, references).score,
-        "order_accuracy": order_accuracy({s: predictions[s] for s in stems}, truth).accuracy,
-        "chair_i": hallucination.chair_i,
+        "cider": cider_d(chosen, references).score,
+        "order_accuracy": order_accuracy(chosen, truth).accuracy,
+        "chair_i": clip_chair(chosen, truth).chair_i,
     }
-
-
-def _clip_objects(clip: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every (colour, shape) seen in any frame of a clip, once."""
-    seen: dict[tuple[str, str], dict[str, Any]] = {}
-    for frame in clip["frames"]:
-        for thing in frame:
-            seen.setdefault((thing["colour"], thing["shape"]), thing)
-    return list(seen.values())
 
 
 def nearest_clip_predictions(context: RunContext) -> dict[str, str]:
