@@ -40,7 +40,7 @@ def video_parts(
         f"video:{sampling.key()}:pool-{frame_pool}:{images_fingerprint(paths)}/{part_size}",
         [len(chunk) for chunk in chunks],
         lambda k: (read_video(path, sampling).frames for path in chunks[k]),
-        encode=lambda captioner, clips: captioner.encode_videos(clips),
+        encode=lambda captioner, clips: captioner.encode_videos(clips, frame_pool),
         key_fields=key,
     )
 

@@ -130,9 +130,12 @@ class Captioner:
         return settings
 
     @torch.no_grad()
-    def encode_videos(self, clips: Sequence[Sequence[Image.Image]]) -> torch.Tensor:
+    def encode_videos(
+        self, clips: Sequence[Sequence[Image.Image]], frame_pool: int | None = None
+    ) -> torch.Tensor:
         """Clips of RGB frames (the same count each) -> (B, frames * frame tokens, encoder width): every frame
-        through the encoder's own preprocessing and the encoder (eval mode), its tokens pooled."""
+        through the encoder's own preprocessing and the encoder (eval mode), its tokens pooled (to
+        `frame_pool`, default the captioner's own)."""
         counts = {len(frames) for frames in clips}
         if len(counts) != 1:
             raise VlkitError(
@@ -144,9 +147,8 @@ class Captioner:
         was_training = encoder.training
         encoder.eval()
         try:
-            return encode_frame_pixels(
-                self.model, pixels, self.token_layout(), self.video_settings().frame_pool
-            )
+            pool = self.video_settings().frame_pool if frame_pool is None else frame_pool
+            return encode_frame_pixels(self.model, pixels, self.token_layout(), pool)
         finally:
             encoder.train(was_training)
 
