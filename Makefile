@@ -9,7 +9,7 @@ DEMO_OUT ?= runs/demo
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,openclip,app]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,openclip,video,app]'
 	touch $@
 
 demo: $(VENV)/.installed

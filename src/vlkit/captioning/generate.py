@@ -51,6 +51,10 @@ class CaptionOutput:
     # Image tokens before the patch grid, as the encoder lays them out: CLS for CLIP, ViT and open_clip, CLS
     # and registers for a timm ViT with them, none for SigLIP (`Captioner.prefix_tokens`).
     prefix_tokens: int
+    # A video captioner's: the frames its attended tokens are laid out over (frame after frame, each of
+    # `frame_tokens` tokens; 0 frames for meanp, whose tokens are means over the frames). 0 for images.
+    frames: int = 0
+    frame_tokens: int = 0
 
 
 def caption_images(
@@ -118,7 +122,8 @@ def caption_features(
     first_index: int = 0,
 ) -> CaptionOutput:
     """Caption from precomputed encoder tokens (B, N, encoder width), e.g. rows of a feature cache; row 0 is
-    image `first_index` (for the sampling seeds)."""
+    image `first_index` (for the sampling seeds). A video captioner's features are its clips' pooled frame
+    tokens (B, frames * frame tokens, encoder width), as `Captioner.encode_videos` makes them."""
     config = config or DecodingConfig()
     parts = [
         _caption_batch(
@@ -130,7 +135,12 @@ def caption_features(
         )
         for start in range(0, len(features), config.batch_size)
     ]
-    return _join(captioner, parts, return_attentions)
+    output = _join(captioner, parts, return_attentions)
+    video = captioner.video
+    if video is not None:
+        output.frame_tokens = video.frame_tokens
+        output.frames = captioner.model.temporal.output_frames(features.shape[1] // video.frame_tokens)
+    return output
 
 
 @dataclass
@@ -155,7 +165,14 @@ def _caption_batch(
             DecodingConfig, "max_new_tokens", f"{max_new} tokens is over this captioner's limit of {limit}"
         )
     layout = captioner.token_layout()
-    if features.shape[1] != layout.tokens:
+    video = captioner.video
+    if video is not None:
+        if features.shape[1] % video.frame_tokens:
+            raise VlkitError(
+                f"the video features have {features.shape[1]} tokens, not whole frames of "
+                f"{video.frame_tokens} tokens (frame_pool {video.frame_pool})"
+            )
+    elif features.shape[1] != layout.tokens:
         raise VlkitError(
             f"the image features have {features.shape[1]} tokens, but the encoder lays out "
             f"{layout.prefix_tokens} prefix tokens and a {layout.grid[0]}x{layout.grid[1]} patch grid"

@@ -35,7 +35,9 @@ def train(
     data: Path = typer.Option(
         None,
         "--data",
-        help="Folder with train.json and (optional) val.json, COCO caption layout (e.g. a shapes world).",
+        help="Folder with train.json and (optional) val.json, COCO caption layout (e.g. a shapes world); "
+        "with --temporal, the video layout: DATA/train/annotations.json and DATA/train/videos/, optional "
+        "DATA/val/ (e.g. `vlkit data shapes-video`).",
     ),
     train_shards: str = TRAIN_SHARDS,
     shuffle_buffer: int = SHUFFLE_BUFFER,
@@ -66,8 +68,20 @@ def train(
     config = dataclasses.replace(
         config, captioner=dataclasses.replace(config.captioner, tuning_config=tuning_config)
     )
-    train_set, val_set = training_data(data, train_shards, shuffle_buffer, train_images, val_images)
-    result = train_captioner(config, train_set, val_set, out, resume=resume, allow_pickle=allow_pickle(ctx))
+    if config.captioner.temporal:
+        from vlkit.train.video_trainer import load_video_splits, train_video_captioner
+
+        if data is None:
+            raise VlkitError("--temporal: give --data, a folder in the video caption layout")
+        train_videos, val_videos = load_video_splits(data)
+        result = train_video_captioner(
+            config, train_videos, val_videos, out, resume=resume, allow_pickle=allow_pickle(ctx)
+        )
+    else:
+        train_set, val_set = training_data(data, train_shards, shuffle_buffer, train_images, val_images)
+        result = train_captioner(
+            config, train_set, val_set, out, resume=resume, allow_pickle=allow_pickle(ctx)
+        )
     if not process_state().is_main_process:  # under `accelerate launch`: one report, from the main process
         return
     console.print(f"[bold]{method.name}[/]: {result.parameters.describe()}")
@@ -84,6 +98,11 @@ def predict(
     decoding: dict,
     model: Path = typer.Option(..., "--model", help="Captioner folder written by `vlkit caption train`."),
     images: Path = typer.Option(None, "--images", help="Folder of images to caption (not recursive)."),
+    videos: Path = typer.Option(
+        None,
+        "--videos",
+        help="Instead of --images: a folder of videos for a video captioner, sampled as it was trained.",
+    ),
     shards: str = typer.Option(
         None,
         "--shards",
@@ -107,25 +126,46 @@ def predict(
     from vlkit.runtime.precision import resolve_precision_name
 
     config = build(DecodingConfig, decoding)
-    if (images is None) == (shards is None):
-        raise VlkitError("give either --images or --shards")
-    paths = _image_files(images) if images is not None else []
+    if [images, shards, videos].count(None) != 2:
+        raise VlkitError("give one of --images, --videos and --shards")
+    paths = _image_files(images) if images is not None else _video_files(videos) if videos else []
     target = resolve_device(device)
     precision_name = resolve_precision_name(precision, target)  # what `auto` became on this device
     captioner = load_captioner(model, target, PRECISIONS[precision_name])
     if shards is not None:
         predictions = predict_shard_captions(captioner, expand_shards(shards), config)
+    elif videos is not None:
+        from vlkit.captioning.video import predict_video_captions
+
+        predictions = predict_video_captions(captioner, paths, config)
     else:
         predictions = predict_captions(captioner, paths, config)
     if not process_state().is_main_process:  # every process has every caption; one writes them
         return
     write_json_atomic(out, predictions)
     source = {"images": str(images) if images else None, "shards": shards}
+    if videos is not None:
+        source["videos"] = str(videos)
     decoding_used = dataclasses.asdict(config)
     run = {"model": str(model), **source, "n_captions": len(predictions), "precision": precision_name,
            "decoding": decoding_used}  # fmt: skip
     write_json_atomic(out.with_name(f"{out.stem}.run.json"), run)
     console.print(f"[green]wrote[/] {len(predictions)} captions to {out} (precision {precision_name})")
+
+
+def _video_files(folder: Path) -> list[Path]:
+    from vlkit.data.video import VIDEO_EXTENSIONS, list_videos
+
+    if not folder.is_dir():
+        raise VlkitError(f"--videos {folder}: folder not found")
+    paths = list_videos(folder)
+    if not paths:
+        raise VlkitError(f"--videos {folder}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
+    stems = [path.stem for path in paths]
+    if len(set(stems)) != len(stems):
+        twice = next(stem for stem in stems if stems.count(stem) > 1)
+        raise VlkitError(f"--videos {folder}: two files share the stem {twice!r}, the predictions' key")
+    return paths
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -271,6 +311,11 @@ def attend(
         ..., "--out", help="Folder for figures/, maps/ (.npy), captions.json and grounding.json."
     ),
     images: Path = typer.Option(None, "--images", help="Folder of images to caption (not recursive)."),
+    videos: Path = typer.Option(
+        None,
+        "--videos",
+        help="Instead: a folder of videos (a concat or seq captioner): a frames x words figure per clip.",
+    ),
     annotations: Path = typer.Option(
         None,
         "--annotations",
@@ -293,10 +338,27 @@ def attend(
     from vlkit.models.clip import resolve_device
     from vlkit.pipelines.attend import AttendRequest, grounding_summary, run_attend
 
-    if (images is None) == (annotations is None):
-        raise VlkitError("give exactly one of --images (a folder) and --annotations (a shapes-world file)")
+    if [images, annotations, videos].count(None) != 2:
+        raise VlkitError(
+            "give exactly one of --images or --videos (a folder) and --annotations (a shapes-world file)"
+        )
     if figures < 0:
         raise VlkitError(f"--figures: must be 0 or more, got {figures}")
+    if videos is not None:
+        from vlkit.pipelines.attend_video import VideoAttendRequest, run_video_attend
+
+        video_request = VideoAttendRequest(
+            out,
+            _video_files(videos),
+            Aggregation.parse(heads, layers),
+            figures,
+            build(DecodingConfig, decoding),
+        )
+        video_report = run_video_attend(load_captioner(model, resolve_device(device)), video_request)
+        console.print(
+            f"[green]wrote[/] {video_report['n_videos']} captions with their frame attention to {out}"
+        )
+        return
     request = AttendRequest(
         out=out,
         images=_image_files(images) if images is not None else [],

@@ -1,4 +1,4 @@
-"""`vlkit data ...`: generate the shapes world, inspect datasets, write WebDataset shards."""
+"""`vlkit data ...`: generate the shapes world and its clips, inspect datasets, write WebDataset shards."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ from rich.table import Table
 from vlkit.cli.inspect import inspect
 from vlkit.cli.options import build, config_options
 from vlkit.errors import VlkitError
+from vlkit.shapes.clips import QUICK_SIZES, ClipsConfig, ClipsSummary, make_clips
 from vlkit.shapes.world import ALT_TEXT_DIR, COLOURS, SHAPES, ShapesConfig, WorldSummary, generate_world
 
-app = typer.Typer(help="Generate the shapes world, inspect datasets, write shards.", no_args_is_help=True)
+app = typer.Typer(
+    help="Generate the shapes world and its clips, inspect datasets, write shards.", no_args_is_help=True
+)
 app.command("inspect")(inspect)
 
 
@@ -26,6 +29,33 @@ def shapes(
     """Generate the shapes world: captioned scenes with masks, classification images, held-out classes."""
     summary = generate_world(build(ShapesConfig, values), out)
     _print_summary(Console(), summary)
+
+
+@app.command("shapes-video")
+@config_options(ClipsConfig)
+def shapes_video(
+    values: dict,
+    out: Path = typer.Option(..., "--out", help="Clips folder: absent, empty, or earlier clips."),
+    quick: bool = typer.Option(
+        False,
+        "--quick",
+        help=f"{QUICK_SIZES['n_train']} train and {QUICK_SIZES['n_val']} val clips (over "
+        "--train / --val): checks the path.",
+    ),
+) -> None:
+    """Generate MP4 clips of the shapes world whose captions need time, with per-frame ground truth."""
+    summary = make_clips(out, build(ClipsConfig, {**values, **(QUICK_SIZES if quick else {})}))
+    _print_clips_summary(Console(), summary)
+
+
+def _print_clips_summary(console: Console, summary: ClipsSummary) -> None:
+    table = Table(title=f"shapes clips in {summary.out_dir}", show_header=False)
+    table.add_row("clips", f"{summary.n_train} train, {summary.n_val} val (MP4, H.264)")
+    table.add_row("captions", str(summary.n_captions))
+    table.add_row("stories", ", ".join(f"{story} {count}" for story, count in summary.stories.items()))
+    table.add_row("ground truth", str(summary.out_dir / "truth.json"))
+    table.add_row("time", f"{summary.seconds:.1f} s")
+    console.print(table)
 
 
 def _print_summary(console: Console, summary: WorldSummary) -> None:

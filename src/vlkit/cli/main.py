@@ -27,6 +27,7 @@ from vlkit.cli import probe as probe_cli
 from vlkit.cli import report as report_cli
 from vlkit.cli import retrieval as retrieval_cli
 from vlkit.cli import standins as standins_cli
+from vlkit.cli import video as video_cli
 from vlkit.cli import vilbert as vilbert_cli
 from vlkit.cli import zeroshot as zeroshot_cli
 from vlkit.errors import ConfigError, VlkitError
@@ -50,6 +51,7 @@ app.add_typer(caption_cli.app, name="caption")
 app.add_typer(standins_cli.app, name="standins")
 app.add_typer(convert_cli.app, name="convert")
 app.add_typer(vilbert_cli.app, name="vilbert")
+app.add_typer(video_cli.app, name="video")
 app.command(name="zeroshot")(zeroshot_cli.zeroshot)
 app.command(name="retrieval")(retrieval_cli.retrieval)
 app.command(name="probe")(probe_cli.probe)

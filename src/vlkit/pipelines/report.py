@@ -23,11 +23,12 @@ from pathlib import Path
 
 from vlkit.errors import VlkitError
 from vlkit.pipelines.report_html import CSS, Assets, esc, fmt, missing, pct, read_inside, table
+from vlkit.pipelines.report_video import video_section
 from vlkit.pipelines.report_vilbert import vilbert_section
 from vlkit.runtime.files import write_text_atomic
 
 log = logging.getLogger(__name__)
-SECTIONS = ("data", "zeroshot", "sweep", "metrics", "attention", "pairs", "vilbert", "config")
+SECTIONS = ("data", "zeroshot", "sweep", "metrics", "attention", "pairs", "vilbert", "video", "config")
 # The course report's parts: P1 prompts, P2 captioning (the methods, then the best), P3 attention.
 TITLES = {
     "data": "The data",
@@ -37,6 +38,7 @@ TITLES = {
     "attention": "P3 · Attention maps and grounding",
     "pairs": "P3 · Best and worst pairs by CLIPScore",
     "vilbert": "ViLBERT · the study",
+    "video": "Video · what time adds",
     "config": "Configuration and versions",
 }
 VERSIONED = ("vlkit", "torch", "transformers", "peft", "accelerate", "tokenizers", "numpy")
@@ -326,6 +328,7 @@ def write_report(run: Path, out: Path | None = None, sweep: Path | None = None) 
         "pairs": lambda: _pairs_section(run, assets),
         "attention": lambda: _attention_section(run, assets),
         "vilbert": lambda: vilbert_section(run, assets),
+        "video": lambda: video_section(run, assets),
         "config": lambda: _config_section(run, assets),
     }
     body = "".join(

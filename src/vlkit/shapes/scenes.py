@@ -136,7 +136,7 @@ def other_shapes(
 # -------------------------------------------------------------------------------------------- rendering
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, x0: int, y0: int, side: int, fill: int) -> None:
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, x0: int, y0: int, side: int, fill: int) -> None:
     """Draw one shape filling the square footprint (x0, y0, side) with label `fill`."""
     x1, y1 = x0 + side - 1, y0 + side - 1
     cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, (side - 1) / 2
@@ -200,7 +200,7 @@ def render_scene(
     label = Image.new("L", (image_size, image_size), 0)
     draw = ImageDraw.Draw(label)
     for index, ((_, x0, y0, side), (_, shape)) in enumerate(zip(footprints, kinds, strict=True)):
-        _draw_shape(draw, shape, x0, y0, side, fill=index + 1)
+        draw_shape(draw, shape, x0, y0, side, fill=index + 1)
     mask = np.asarray(label)
     grey = rng.integers(BACKGROUND_GREY[0], BACKGROUND_GREY[1] + 1)
     pixels = np.full((image_size, image_size, 3), grey, dtype=np.float64)

@@ -35,8 +35,11 @@ from vlkit.captioning.generate import DecodingConfig, caption_features
 from vlkit.data.captions import CaptionDataset
 from vlkit.data.images import read_image
 from vlkit.data.shards import ShardSample, ShardSource
+from vlkit.errors import VlkitError
 from vlkit.metrics.cider import cider_d
+from vlkit.models.captioner.encoders import encoder_kind
 from vlkit.models.captioner.model import Captioner, build_captioner
+from vlkit.models.captioner.temporal import VideoSettings, encode_frame_pixels
 from vlkit.models.tuning import ParameterCount
 from vlkit.runtime.distributed import process_state
 from vlkit.runtime.files import write_json_atomic
@@ -89,6 +92,8 @@ def make_caption_loss(trains_encoder: bool, processes: int = 1):
         }
         if "encoder_hidden_states" in batch:
             inputs["encoder_outputs"] = BaseModelOutput(last_hidden_state=batch["encoder_hidden_states"])
+        elif "frame_pixels" in batch:  # a video captioner's clips, (B, F, 3, H, W)
+            inputs["encoder_outputs"] = BaseModelOutput(last_hidden_state=_frame_features(inner, batch))
         elif trains_encoder:
             inputs["pixel_values"] = batch["pixel_values"]
         else:
@@ -108,6 +113,23 @@ def make_caption_loss(trains_encoder: bool, processes: int = 1):
         return total * processes / tokens.clamp(min=1)
 
     return caption_loss
+
+
+def _frame_features(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Clips' pooled frame tokens, with the gradient only when the encoder trains (its weights do)."""
+    settings = VideoSettings.of(model)
+    if settings is None:
+        raise VlkitError("frame_pixels in a batch for an image captioner")
+    layout = encoder_kind(model.config.encoder.model_type, "captioner encoder").layout(model.encoder)
+    trains = any(p.requires_grad for p in model.encoder.parameters())
+    was_training = model.encoder.training
+    if not trains:
+        model.encoder.eval()
+    try:
+        with torch.set_grad_enabled(trains and torch.is_grad_enabled()):
+            return encode_frame_pixels(model, batch["frame_pixels"], layout, settings.frame_pool)
+    finally:
+        model.encoder.train(was_training)
 
 
 def train_captioner(

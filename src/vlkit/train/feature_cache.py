@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from vlkit.data.images import read_image
 from vlkit.data.shards import ShardSet
@@ -81,7 +80,11 @@ class ImageParts:
 
     fingerprint: str  # SHA-256 of what the images are (paths or shards with sizes and times)
     sizes: list[int]
-    images: Callable[[int], Iterator[Image.Image]]
+    images: Callable[[int], Iterator[Any]]
+    # Videos (`vlkit.train.video_features`): how a batch of clips is encoded, and the sampling settings,
+    # which join the cache key by name. None: images, through the encoder as they are.
+    encode: Callable[[Captioner, list[Any]], torch.Tensor] | None = None
+    key_fields: dict[str, str] | None = None
 
     @classmethod
     def from_paths(cls, paths: Sequence[Path], part_size: int = PART_SIZE) -> ImageParts:
@@ -133,6 +136,7 @@ def cache_key(captioner: Captioner, images: ImageParts, dtype: str) -> dict[str,
         "images": hashlib.sha256(images.fingerprint.encode()).hexdigest(),
         "image_processor": hashlib.sha256(captioner.image_processor.to_json_string().encode()).hexdigest(),
         "dtype": dtype,
+        **(images.key_fields or {}),
     }
 
 
@@ -224,7 +228,10 @@ def _compute_part(
     row = 0
     try:
         for batch in _batched(images.images(k), batch_size):
-            tokens = captioner.encode_images(captioner.preprocess(batch)).float().cpu().numpy()  # (B, N, C)
+            if images.encode is not None:  # (B, N, C): a clip's N are its frames' pooled tokens
+                tokens = images.encode(captioner, batch).float().cpu().numpy()
+            else:
+                tokens = captioner.encode_images(captioner.preprocess(batch)).float().cpu().numpy()
             if out is None:
                 shape = (images.sizes[k], *tokens.shape[1:])
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
@@ -241,8 +248,8 @@ def _compute_part(
         tmp.unlink(missing_ok=True)
 
 
-def _batched(images: Iterator[Image.Image], size: int) -> Iterator[list[Image.Image]]:
-    batch: list[Image.Image] = []
+def _batched(images: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
     for image in images:
         batch.append(image)
         if len(batch) == size:

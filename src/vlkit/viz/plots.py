@@ -134,3 +134,28 @@ def attention_figure(
         fig.suptitle(title if len(title) <= 110 else title[:107] + "...", fontsize=9)
     fig.tight_layout()
     return _to_png(fig)
+
+
+def frames_words_figure(
+    frames: Sequence[np.ndarray], words: Sequence[str], weights: np.ndarray, title: str = ""
+) -> bytes:
+    """A video's frames x words attention: one row per frame (its thumbnail at the left), one column per
+    generated word, each cell the share of that word's attention on that frame's tokens. PNG bytes."""
+    n_frames, n_words = weights.shape
+    fig = plt.figure(figsize=(1.2 + 0.45 * max(n_words, 4), 0.5 + 0.42 * n_frames))
+    grid = fig.add_gridspec(n_frames, 2, width_ratios=[1, max(n_words, 1) * 0.9], wspace=0.05, hspace=0.05)
+    for row, frame in enumerate(frames[:n_frames]):
+        ax = fig.add_subplot(grid[row, 0])
+        ax.imshow(frame)
+        ax.axis("off")
+    ax = fig.add_subplot(grid[:, 1])
+    image = ax.imshow(weights, cmap="viridis", aspect="auto", vmin=0.0, vmax=max(float(weights.max()), 1e-6))
+    ax.set_xticks(
+        range(n_words), [w if len(w) <= 10 else w[:9] + "…" for w in words], rotation=60, fontsize=7
+    )
+    ax.set_yticks(range(n_frames), [f"frame {i}" for i in range(n_frames)], fontsize=7)
+    ax.yaxis.tick_right()
+    fig.colorbar(image, ax=ax, fraction=0.03, pad=0.12)
+    if title:
+        fig.suptitle(title if len(title) <= 90 else title[:87] + "...", fontsize=8)
+    return _to_png(fig)

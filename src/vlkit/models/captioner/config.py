@@ -12,6 +12,7 @@ from vlkit.runtime.options import option, require
 
 MAX_CONNECTOR_LAYERS = 8
 CONNECTOR_KINDS = ("attention", "local")
+TEMPORAL_CHOICES = ("meanp", "concat", "seq")  # (models/captioner/temporal.py; "" is an image captioner)
 _METHODS_HELP = " | ".join(f"{name}: {method.summary}" for name, method in TUNING_METHODS.items())
 
 
@@ -46,6 +47,24 @@ class CaptionerSpec:
         "mixed with its 3x3 neighbours).",
     )
 
+    temporal: str = option(
+        "",
+        "--temporal",
+        "Caption videos: the temporal module over the frames' tokens: meanp (their mean, blind to order), "
+        "concat (every frame's tokens with a learned temporal embedding) or seq (a small transformer over "
+        "them); empty: an image captioner.",
+    )
+    frames: int = option(8, "--frames", "Video: frames sampled per clip (the most the captioner reads).")
+    frame_sampling: str = option(
+        "uniform", "--frame-sampling", "Video: how the frames are sampled: uniform, head or tail."
+    )
+    frame_pool: int = option(
+        2,
+        "--frame-pool",
+        "Video: tokens kept per frame: CLS plus the patch grid average-pooled to N x N (0: CLS only).",
+    )
+    temporal_layers: int = option(1, "--temporal-layers", "Video: transformer layers of --temporal seq.")
+
     def __post_init__(self) -> None:
         require(
             self,
@@ -75,6 +94,39 @@ class CaptionerSpec:
             "connector",
             self.connector in CONNECTOR_KINDS,
             f"must be one of {', '.join(CONNECTOR_KINDS)}, got {self.connector!r}",
+        )
+
+        if self.temporal:
+            self._check_video()
+
+    def _check_video(self) -> None:
+        require(
+            self,
+            "temporal",
+            self.temporal in TEMPORAL_CHOICES,
+            f"must be one of {', '.join(TEMPORAL_CHOICES)} (or empty), got {self.temporal!r}",
+        )
+        require(self, "frames", 1 <= self.frames <= 256, f"must be between 1 and 256, got {self.frames}")
+        require(
+            self,
+            "frame_sampling",
+            self.frame_sampling in ("uniform", "head", "tail"),
+            f"must be uniform, head or tail, got {self.frame_sampling!r}",
+        )
+        require(
+            self, "frame_pool", 0 <= self.frame_pool <= 8, f"must be between 0 and 8, got {self.frame_pool}"
+        )
+        require(
+            self,
+            "temporal_layers",
+            1 <= self.temporal_layers <= 4,
+            f"must be between 1 and 4, got {self.temporal_layers}",
+        )
+        require(
+            self,
+            "connector",
+            self.connector_layers == 0 or self.connector == "attention",
+            "a video captioner's connector must be attention (its tokens are frames, not one patch grid)",
         )
 
     def method_config(self) -> Any:

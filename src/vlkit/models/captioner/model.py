@@ -50,6 +50,7 @@ from vlkit.models.captioner.encoders import EncoderKind, TokenLayout, encoder_ki
 from vlkit.models.captioner.open_clip_tower import register_open_clip_config
 from vlkit.models.captioner.parts import load_decoder, load_encoder, load_image_processor, load_tokenizer
 from vlkit.models.captioner.preprocessing import load_saved_image_processor, save_image_processor
+from vlkit.models.captioner.temporal import VideoSettings, attach_temporal, encode_frame_pixels
 from vlkit.models.clip import resolve_device
 from vlkit.models.tuning import ParameterCount, TuningMethod, tuning_method
 from vlkit.models.tuning.weights import count_parameters
@@ -116,6 +117,41 @@ class Captioner:
         """(rows, columns) of the encoder's patch tokens, which follow its `prefix_tokens()`."""
         return self.token_layout().grid
 
+    @property
+    def video(self) -> VideoSettings | None:
+        """How a video captioner reads frames (`temporal.py`); None for an image captioner."""
+        return VideoSettings.of(self.model)
+
+    def video_settings(self) -> VideoSettings:
+        """The video settings, or a one-line error for an image captioner."""
+        settings = self.video
+        if settings is None:
+            raise VlkitError("this captioner reads images, not videos (it was trained without --temporal)")
+        return settings
+
+    @torch.no_grad()
+    def encode_videos(
+        self, clips: Sequence[Sequence[Image.Image]], frame_pool: int | None = None
+    ) -> torch.Tensor:
+        """Clips of RGB frames (the same count each) -> (B, frames * frame tokens, encoder width): every frame
+        through the encoder's own preprocessing and the encoder (eval mode), its tokens pooled (to
+        `frame_pool`, default the captioner's own)."""
+        counts = {len(frames) for frames in clips}
+        if len(counts) != 1:
+            raise VlkitError(
+                f"encode_videos: clips of {sorted(counts)} frames in one batch (sample them alike)"
+            )
+        pixels = self.preprocess([frame for frames in clips for frame in frames])  # (B * F, 3, H, W)
+        pixels = pixels.reshape(len(clips), counts.pop(), *pixels.shape[1:]).to(self.device)
+        encoder = self.model.encoder
+        was_training = encoder.training
+        encoder.eval()
+        try:
+            pool = self.video_settings().frame_pool if frame_pool is None else frame_pool
+            return encode_frame_pixels(self.model, pixels, self.token_layout(), pool)
+        finally:
+            encoder.train(was_training)
+
     def parameter_count(self) -> ParameterCount:
         return count_parameters(self.model)
 
@@ -135,6 +171,15 @@ class Captioner:
         return folder
 
 
+def video_settings(spec: CaptionerSpec) -> VideoSettings | None:
+    """The video settings a spec asks for (None: an image captioner)."""
+    if not spec.temporal:
+        return None
+    return VideoSettings(
+        spec.temporal, spec.frames, spec.frame_pool, spec.temporal_layers, spec.frame_sampling
+    )
+
+
 def build_captioner(spec: CaptionerSpec, allow_pickle: bool = False) -> Captioner:
     """Pretrained encoder + pretrained decoder + new cross-attention and projection, then the tuning method.
 
@@ -152,6 +197,7 @@ def build_captioner(spec: CaptionerSpec, allow_pickle: bool = False) -> Captione
     torch.manual_seed(spec.seed + 1)
     model = VisionEncoderDecoderModel(encoder=encoder, decoder=decoder)
     layout = encoder_kind(encoder.config.model_type, f"--encoder {spec.encoder}").layout(encoder)
+    attach_temporal(model, video_settings(spec))
     attach_connector(model, spec.connector_layers, spec.connector, layout)
     _set_special_tokens(model, tokenizer, spec.max_caption_tokens)
     _check_positions(model, method, tuning_config, spec.max_caption_tokens)
@@ -192,6 +238,10 @@ def load_captioner(
     encoder = kind.build(config.encoder, source)
     decoder = GPT2LMHeadModel(config.decoder)
     model = VisionEncoderDecoderModel(config=config, encoder=encoder, decoder=decoder)
+    try:
+        attach_temporal(model, VideoSettings.of(model))
+    except VlkitError as exc:
+        raise VlkitError(f"{folder / 'config.json'}: {exc}") from None
     try:
         connector_layers = getattr(config, "connector_layers", 0)
         connector_kind = getattr(config, "connector_kind", "attention")

@@ -31,12 +31,12 @@ def decoder_blocks(model: VisionEncoderDecoderModel) -> torch.nn.ModuleList:
 
 def new_weight_modules(model: VisionEncoderDecoderModel) -> list[torch.nn.Module]:
     """The modules a captioner adds to its pretrained parts: each block's cross-attention and its layer norm,
-    the projection from encoder width to decoder width (absent when the widths are equal) and the connector
-    (when it has one)."""
+    the projection from encoder width to decoder width (absent when the widths are equal), a video captioner's
+    temporal module and the connector (when it has them)."""
     modules: list[torch.nn.Module] = []
     for block in decoder_blocks(model):
         modules += [block.crossattention, block.ln_cross_attn]
-    for name in ("enc_to_dec_proj", "connector"):
+    for name in ("enc_to_dec_proj", "temporal", "connector"):
         module = getattr(model, name, None)
         if module is not None:
             modules.append(module)
