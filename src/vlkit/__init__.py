@@ -35,9 +35,15 @@ _API: dict[str, str] = {
     "ShardSource": "vlkit.data.shards",
     "read_shards": "vlkit.data.shards",
     "write_shards": "vlkit.data.shards",
+    "VideoSampling": "vlkit.data.video",
+    "read_video": "vlkit.data.video",
+    "write_video": "vlkit.data.video",
+    "load_video_captions": "vlkit.data.video_captions",
     # the shapes world
     "ShapesConfig": "vlkit.shapes.world",
     "generate_world": "vlkit.shapes.world",
+    "ClipsConfig": "vlkit.shapes.clips",
+    "make_clips": "vlkit.shapes.clips",
     # CLIP and zero-shot
     "Clip": "vlkit.models.clip",
     "ClipSpec": "vlkit.models.clip",
@@ -76,6 +82,7 @@ _API: dict[str, str] = {
     "CaptionScores": "vlkit.captioning.scores",
     "evaluate_captions": "vlkit.captioning.scores",
     "cider_d": "vlkit.metrics.cider",
+    "order_accuracy": "vlkit.metrics.order",
 }
 
 __all__ = sorted([*_API, "__version__"])
@@ -102,14 +109,18 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from vlkit.data.classification import ClassificationDataset, load_classification_dataset
     from vlkit.data.images import read_image
     from vlkit.data.shards import ShardSet, ShardSource, read_shards, write_shards
+    from vlkit.data.video import VideoSampling, read_video, write_video
+    from vlkit.data.video_captions import load_video_captions
     from vlkit.errors import VlkitError
     from vlkit.metrics.cider import cider_d
+    from vlkit.metrics.order import order_accuracy
     from vlkit.models.captioner.config import CaptionerSpec
     from vlkit.models.captioner.model import Captioner, build_captioner, load_captioner
     from vlkit.models.clip import Clip, ClipSpec, class_probabilities, load_clip
     from vlkit.probe.config import ProbeConfig
     from vlkit.probe.logistic import LinearProbe, fit_logistic_regression
     from vlkit.probe.protocol import score_probe, train_probe
+    from vlkit.shapes.clips import ClipsConfig, make_clips
     from vlkit.shapes.world import ShapesConfig, generate_world
     from vlkit.train.caption_trainer import train_captioner
     from vlkit.train.clip_trainer import train_clip

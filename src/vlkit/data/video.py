@@ -14,15 +14,17 @@ file is, the same way everywhere:
 - **Frames are 8-bit RGB PIL images**, decoded in presentation order; only the sampled ones are converted.
 - **Bad files are errors, never guesses.** A missing or empty file, a file that is not a video, a container
   with no video stream, a stream with zero frames, a truncated or corrupt file, and a codec this FFmpeg
-  build cannot decode each raise one `VlkitError` that names the file. A file that has fewer decodable
-  frames than its container declares is truncated (its frame index says more than its data holds).
+  build cannot decode each raise one `VlkitError` that names the file. A stream that decodes to fewer
+  frames than its container declares is truncated; only when it quietly loses a few (over
+  SHORTFALL_TOLERANCE of them decode: an index counting a frame an edit list drops) is it read as it is.
 
 `read_videos` applies a `BadVideoPolicy` to many files: "error" stops at the first bad one, "skip" logs it,
 counts it and goes on (as `images.read_images` does for images).
 
-`write_video` writes H.264 in MP4 through PyAV's bundled libx264 (checked present in the av 12+ wheels),
-with the index at the front (`+faststart`) and one encoder thread, so the same frames give the same bytes
-on any machine.
+`write_video` writes H.264 in MP4 through the libx264 that PyAV's wheels bundle (checked in av 18.1.0's;
+a build without it is a `VlkitError` naming the encoder, since a fallback to mpeg4 would silently change
+what the files are), with the index at the front (`+faststart`) and one encoder thread, so the same frames
+give the same bytes on any machine.
 """
 
 from __future__ import annotations
@@ -60,17 +62,15 @@ _WRITE_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
 _CONTAINER_MAGIC = ((4, b"ftyp"), (0, b"\x1a\x45\xdf\xa3"), (0, b"RIFF"), (4, b"moov"), (4, b"mdat"))
 
 
+_MODE_HELP = "How frames are picked: uniform (middle frame of equal segments), rate, head, tail."
+
+
 @dataclass(frozen=True)
 class VideoSampling:
     """Which frames of a video to read. Each field is one CLI option (metadata "flag")."""
 
     frames: int = option(8, "--frames", "Frames sampled per video (for --sampling rate: at most this many).")
-    mode: str = option(
-        "uniform",
-        "--sampling",
-        "How frames are picked: uniform (middle frame of equal "
-        "segments), rate (--frame-rate per second from the start), head, tail.",
-    )
+    mode: str = option("uniform", "--sampling", _MODE_HELP)
     rate: float | None = option(None, "--frame-rate", "Frames per second for --sampling rate.")
 
     def __post_init__(self) -> None:
@@ -78,7 +78,7 @@ class VideoSampling:
             raise ConfigError(VideoSampling, "frames", f"must be a positive integer, got {self.frames!r}")
         if self.mode not in SAMPLING_MODES:
             raise ConfigError(
-                VideoSampling, "mode", f"must be one of {', '.join(SAMPLING_MODES)}, got {self.mode!r}"
+                VideoSampling, "mode", f"must be one of {'/'.join(SAMPLING_MODES)}, not {self.mode!r}"
             )
         if self.mode == "rate" and (self.rate is None or not self.rate > 0):
             raise ConfigError(VideoSampling, "rate", f"mode 'rate' needs a positive rate, got {self.rate!r}")
@@ -196,15 +196,8 @@ def _read(av: Any, path: Path, sampling: VideoSampling, n_frames: int | None) ->
         raise VlkitError(_open_failure(path, exc)) from exc
     except PermissionError as exc:
         raise VlkitError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    return VideoFrames(
-        file=path,
-        frames=[decoded[i][0] for i in wanted],
-        timestamps=[decoded[i][1] for i in wanted],
-        fps=fps,
-        duration=duration,
-        indices=wanted,
-        n_frames=n_frames,
-    )
+    frames, timestamps = [decoded[i][0] for i in wanted], [decoded[i][1] for i in wanted]
+    return VideoFrames(path, frames, timestamps, fps, duration, indices=wanted, n_frames=n_frames)
 
 
 def read_videos(
@@ -360,7 +353,7 @@ def write_video(
     with _temporary_sibling(path) as partial:
         options = {"movflags": "+faststart"} if path.suffix.lower() in (".mp4", ".mov") else {}
         with av.open(str(partial), "w", format=_WRITE_FORMATS[path.suffix.lower()], options=options) as out:
-            stream = out.add_stream("libx264", rate=fps)
+            stream = _h264_stream(av, out, fps, path)
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             stream.codec_context.thread_count = 1  # x264's output depends on its thread count
             stream.codec_context.options = {"crf": str(crf)}
@@ -368,6 +361,16 @@ def write_video(
                 out.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
             out.mux(stream.encode())
         os.replace(partial, path)
+
+
+def _h264_stream(av: Any, out: Any, fps: int, path: Path) -> Any:
+    try:
+        return out.add_stream("libx264", rate=fps)
+    except (av.codec.codec.UnknownCodecError, av.error.FFmpegError, ValueError) as exc:
+        raise VlkitError(
+            f"{path}: this PyAV build has no libx264 encoder ({exc}); install the av wheel "
+            "from PyPI, which bundles it"
+        ) from exc
 
 
 @contextlib.contextmanager
