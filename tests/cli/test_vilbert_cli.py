@@ -71,15 +71,18 @@ def test_pretrain_then_finetune_then_evaluate(shapes_world, tmp_path, capsys):
             ["vilbert", "pretrain", "--world", "{world}", "--out", "{tmp}/o", "--region-pooling", "roi"],
             "--region-pooling: must be",
         ),
-        (["vilbert", "pretrain", "--boxes", "{tmp}/b.json", "--out", "{tmp}/o"], "real images need all three"),
         (
-            ["vilbert", "pretrain", "--annotations", "{tmp}/a.json", "--images", "{tmp}", "--boxes", "{tmp}/b",
-             "--out", "{tmp}/o"],
+            ["vilbert", "pretrain", "--boxes", "{tmp}/b.json", "--out", "{tmp}/o"],
+            "real images need all three",
+        ),
+        (
+            ["vilbert", "pretrain", "--annotations", "{tmp}/a.json", "--images", "{tmp}",
+             "--boxes", "{tmp}/b", "--out", "{tmp}/o"],
             "--annotations {tmp}/a.json: file not found",
         ),  # fmt: skip
         (
-            ["vilbert", "pretrain", "--world", "{world}", "--annotations", "{tmp}/a.json", "--images", "{tmp}",
-             "--boxes", "{tmp}/b", "--out", "{tmp}/o"],
+            ["vilbert", "pretrain", "--world", "{world}", "--annotations", "{tmp}/a.json",
+             "--images", "{tmp}", "--boxes", "{tmp}/b", "--out", "{tmp}/o"],
             "give one data source",
         ),  # fmt: skip
         (["vilbert", "evaluate", "--model", "{tmp}/none", "--world", "{world}"], "model folder not found"),
@@ -112,9 +115,10 @@ def test_pretrain_on_real_images_with_a_detectors_boxes(shapes_world, tmp_path, 
     boxes = {"annotations": [{"image_id": i["id"], "bbox": o["bbox"]} for i in images for o in i["objects"]]}
     (tmp_path / "captions.json").write_text(json.dumps(captions))
     (tmp_path / "boxes.json").write_text(json.dumps(boxes))
-    main(["vilbert", "pretrain", "--annotations", str(tmp_path / "captions.json"), "--images",
-          str(shapes_world / "images"), "--boxes", str(tmp_path / "boxes.json"), "--out", str(tmp_path / "pre"),
-          "--region-pooling", "crop", "--feature-cache-dir", str(tmp_path / "cache"), *TINY])  # fmt: skip
+    main(["vilbert", "pretrain", "--annotations", str(tmp_path / "captions.json"),
+          "--images", str(shapes_world / "images"), "--boxes", str(tmp_path / "boxes.json"),
+          "--out", str(tmp_path / "pre"), "--region-pooling", "crop",
+          "--feature-cache-dir", str(tmp_path / "cache"), *TINY])  # fmt: skip
     assert "saved" in capsys.readouterr().out
     config = json.loads((tmp_path / "pre" / "vlkit_vilbert_train.json").read_text())
     assert config["region_pooling"] == "crop"
