@@ -1,7 +1,8 @@
-"""`vlkit app` without a server: the default captioner, the video hook, what each tab computes."""
+"""`vlkit app` without a server: the default captioner, the video tab, what each tab computes."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -10,6 +11,9 @@ import pytest
 from PIL import Image
 
 from tests.models.tiny_captioner import save_tiny_parts
+from vlkit.captioning.config import DecodingConfig
+from vlkit.captioning.video import video_sampling
+from vlkit.data.video import read_video
 from vlkit.errors import ConfigError, VlkitError
 from vlkit.models.captioner.model import CaptionerSpec, build_captioner
 from vlkit.models.clip import class_probabilities
@@ -23,9 +27,11 @@ from vlkit.pipelines.app import (
     parse_labels,
     read_upload,
     video_captioner_kind,
+    video_view,
     zeroshot_view,
 )
-from vlkit.pipelines.app_page import decoding_from_page
+from vlkit.pipelines.app_page import build_page, decoding_from_page
+from vlkit.pipelines.attend_video import attend_clips
 from vlkit.viz.overlay import attention_overlay
 from vlkit.zeroshot.classifier import encode_templates, ensemble_embeddings
 from vlkit.zeroshot.templates import TEMPLATE_SETS
@@ -61,15 +67,58 @@ def test_the_default_captioner_is_the_demos_best_and_without_a_demo_the_error_na
         default_captioner(tmp_path / "nowhere")
 
 
-def test_a_video_captioner_is_recognised_by_its_config_and_gets_no_image_caption_tab(tmp_path, served):
-    config, models, _ = served
-    assert video_captioner_kind(Path(config.captioner)) is None
-    video = tmp_path / "video_captioner"
-    video.mkdir()
-    (video / "config.json").write_text(json.dumps({"temporal": "seq"}))
-    assert video_captioner_kind(video) == "seq"
-    loaded = load_app_models(AppConfig(captioner=str(video), clip=config.clip, device="cpu"))
-    assert loaded.captioner is None and "video tab" in loaded.video_note and "'seq'" in loaded.video_note
+@pytest.fixture(scope="module")
+def video_models(tmp_path_factory, served):
+    """AppModels over a tiny `seq` video captioner, and an MP4 of 6 frames of a square moving right."""
+    from vlkit.data.video import write_video
+
+    config, _, _ = served
+    root = tmp_path_factory.mktemp("app_video")
+    clip, _, gpt2 = save_tiny_parts(root)
+    spec = CaptionerSpec(str(clip), str(gpt2), "cross-attn", None, 8, temporal="seq", frames=4)
+    folder = build_captioner(spec).save(root / "video_captioner")
+    frames = []
+    for t in range(6):
+        frame = np.zeros((64, 64, 3), dtype=np.uint8)
+        frame[20:36, 4 + 8 * t : 20 + 8 * t] = (220, 40, 40)
+        frames.append(frame)
+    video = root / "moving.mp4"
+    write_video(video, frames, fps=6)
+    models = load_app_models(
+        AppConfig(captioner=str(folder), clip=config.clip, device="cpu", precision="fp32")
+    )
+    return models, folder, video
+
+
+def test_a_video_captioner_gets_the_video_tab_with_a_frames_by_words_figure(video_models, served, tmp_path):
+
+    config, image_models, _ = served
+    assert video_captioner_kind(Path(config.captioner)) is None and image_models.video_captioner is None
+    models, folder, video = video_models
+    assert video_captioner_kind(folder) == "seq"
+    assert (
+        models.captioner is None and models.video_captioner is not None and "Video tab" in models.video_note
+    )
+    view = video_view(models, str(video), DecodingConfig(batch_size=1))
+    assert len(view.timestamps) == 4 and view.timestamps == sorted(view.timestamps)  # 4 of the 6 frames
+    assert 1 <= len(view.words) <= 9  # the tokens of a caption of at most 8, the end token included
+    figure = Image.open(io.BytesIO(view.figure))
+    assert figure.format == "PNG" and figure.size[0] > 100 and "4 frames (seq)" in view.note
+
+    frames = read_video(video, video_sampling(models.video_captioner)).frames
+    again = attend_clips(models.video_captioner, [frames], ["moving"], DecodingConfig(batch_size=1))[0]
+    assert again.caption == view.caption and again.words == view.words  # what `caption attend` gives
+    assert again.weights.shape == (4, len(view.words))
+    bad = tmp_path / "clip.mp4"
+    bad.write_text("not a video")
+    with pytest.raises(VlkitError, match="upload 'clip.mp4'"):
+        video_view(models, str(bad), DecodingConfig(batch_size=1))
+    page = build_page(models, config.clip, [])
+    ids = {getattr(block, "elem_id", None) for block in page.blocks.values()}
+    assert {"video", "video-button", "video-figure"} <= ids and "caption-button" not in ids
+    assert "video-button" not in {
+        getattr(b, "elem_id", None) for b in build_page(image_models, "c", []).blocks.values()
+    }
 
 
 def test_caption_view_gives_one_overlay_per_generated_token_and_the_clip_score(served):

@@ -9,9 +9,10 @@ The default captioner: vlkit ships no captioner (the stand-ins are a CLIP and a 
 `--captioner` the app serves the captioner `vlkit demo` chose as its best (by validation CIDEr-D) under the
 demo's output folder, and says so on the page; with neither, it stops with one line naming both ways out.
 
-A video captioner (issue #21, built apart) is recognised by its config.json's `temporal` entry
-(`video_captioner_kind`): the app then leaves the caption tab out and says on the page that video upload
-arrives with the video tab; the lead adds that tab once the video captioner lands.
+A video captioner (`vlkit caption train --temporal ...`) is recognised by its config.json's `temporal`
+entry (`video_captioner_kind`): the app then serves a video tab instead of the image caption tab
+(`video_view`: the uploaded file read by vlkit's one video reader as the captioner was trained to sample it,
+its caption, and the frames x words figure of `vlkit caption attend --videos`).
 """
 
 from __future__ import annotations
@@ -75,10 +76,11 @@ class AppModels:
     """The loaded models, and what the page says about where they came from."""
 
     clip: Clip
-    captioner: Captioner | None  # None for a video captioner (its tab arrives with the video support)
+    captioner: Captioner | None  # the image captioner; None when the captioner reads video
     captioner_source: str  # one sentence for the page: which captioner, and why that one
     video_note: str | None = None  # set when the captioner reads video
     text_cache: Any = field(default=None, repr=False)
+    video_captioner: Captioner | None = None  # a captioner trained with --temporal
 
 
 @dataclass
@@ -99,6 +101,18 @@ class ZeroshotView:
     confidences: dict[str, float]
     scoring: str  # "softmax" (CLIP: over the labels, they sum to 1) or "sigmoid" (SigLIP: one per label)
     templates: int  # how many templates were ensembled
+
+
+@dataclass
+class VideoView:
+    """One video's caption and where each word looked in time."""
+
+    caption: str
+    decoding: str  # DecodingConfig.describe()
+    words: list[str]  # the tokens' texts, the end token as "<end>"
+    timestamps: list[float]  # seconds: the frames the captioner read
+    figure: bytes | None  # PNG, frames x words; None for meanp (its attention belongs to no frame)
+    note: str  # what the figure shows, or why there is none
 
 
 def default_captioner(demo: Path = DEMO_OUT) -> tuple[Path, str]:
@@ -142,14 +156,11 @@ def load_app_models(config: AppConfig, allow_pickle: bool = False) -> AppModels:
     device = resolve_device(config.device)
     clip = load_clip(ClipSpec(config.clip, config.device, config.precision, allow_pickle))
     kind = video_captioner_kind(folder)
-    if kind is not None:
-        note = (
-            f"{folder} is a video captioner (temporal module {kind!r}); video upload arrives with the app's "
-            "video tab, not built yet: this page offers zero-shot labels only"
-        )
-        return AppModels(clip, None, source, note, _text_cache())
     dtype = PRECISIONS[resolve_precision_name(config.precision, device)]
     captioner = load_captioner(folder, device, dtype)
+    if kind is not None:
+        note = f"{folder} is a video captioner (temporal module {kind!r}): upload a video in the Video tab"
+        return AppModels(clip, None, source, note, _text_cache(), video_captioner=captioner)
     return AppModels(clip, captioner, source, None, _text_cache())
 
 
@@ -193,6 +204,49 @@ def caption_view(
     words = token_labels(output, 0, captioner.tokenizer.eos_token_id)
     overlays = [attention_overlay(image, grid_map) for grid_map in maps]
     return CaptionView(caption, score, decoding.describe(), words, overlays)
+
+
+def video_view(
+    models: AppModels, path: str | None, decoding: DecodingConfig, heads: str = "mean", layers: str = "mean"
+) -> VideoView:
+    """Caption an uploaded video as the video captioner was trained to read it (its frame count and
+    sampling), with the frames x words figure of its cross-attention (heads and decoder layers reduced as
+    `vlkit caption attend --videos` reduces them)."""
+    import numpy as np
+
+    from vlkit.captioning.attention import Aggregation
+    from vlkit.captioning.video import video_sampling
+    from vlkit.data.video import read_video
+    from vlkit.pipelines.attend_video import attend_clips
+    from vlkit.viz.plots import frames_words_figure
+
+    captioner = models.video_captioner
+    if captioner is None:
+        raise VlkitError("this app serves no video captioner (pass --captioner with one trained --temporal)")
+    if not path:
+        raise VlkitError("no video: upload one")
+    try:
+        video = read_video(path, video_sampling(captioner))
+    except VlkitError as exc:
+        raise VlkitError(str(exc).replace(str(path), f"upload {Path(path).name!r}")) from None
+    kind = captioner.video_settings().temporal
+    if kind == "meanp":
+        from vlkit.captioning.video import caption_videos
+        from vlkit.pipelines.attend import token_labels
+
+        output = caption_videos(captioner, [video.frames], decoding)
+        words = token_labels(output, 0, captioner.tokenizer.eos_token_id)
+        note = "meanp averages the frames before the decoder reads them: no word looks at one frame"
+        return VideoView(output.captions[0], decoding.describe(), words, video.timestamps, None, note)
+    found = attend_clips(
+        captioner, [video.frames], [Path(path).stem], decoding, Aggregation.parse(heads, layers)
+    )
+    clip = found[0]
+    figure = frames_words_figure(
+        [np.asarray(f) for f in video.frames], clip.words, clip.weights, clip.caption
+    )
+    note = f"{len(video.frames)} frames ({kind}); a column: one word's attention over the frames (sums to 1)"
+    return VideoView(clip.caption, decoding.describe(), clip.words, video.timestamps, figure, note)
 
 
 def parse_labels(text: str | None) -> list[str]:

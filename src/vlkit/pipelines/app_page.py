@@ -34,6 +34,7 @@ from vlkit.pipelines.app import (
     example_images,
     parse_labels,
     read_upload,
+    video_view,
     zeroshot_view,
 )
 
@@ -168,6 +169,12 @@ def build_page(models: AppModels, clip_name: str, examples: list[Path]) -> Any:
         view = caption_view(models, read_upload(_payload_path(image)), config, str(heads), str(layers))
         return view.caption, round(view.clip_score, 4), list(zip(view.overlays, view.words, strict=True))
 
+    def caption_video(video, decoding, beams, heads, layers):
+        config = decoding_from_page(decoding, beams, 1.0, 1.0, 0, 1.0, 0, 0, 1.0)
+        view = video_view(models, _payload_path(video), config, str(heads), str(layers))
+        figure = None if view.figure is None else _png_image(view.figure)
+        return view.caption, figure, view.note
+
     def zeroshot(image, labels, templates):
         picture = read_upload(_payload_path(image))
         return zeroshot_view(models, picture, parse_labels(labels), str(templates)).confidences
@@ -181,6 +188,12 @@ def build_page(models: AppModels, clip_name: str, examples: list[Path]) -> Any:
                 with gr.Tab("Caption", id="caption-tab"):
                     button, inputs, outputs = _caption_tab(gr, models, examples)
                     button.click(on_error(caption), inputs, outputs, api_name="caption", preprocess=False)
+            if models.video_captioner is not None:
+                with gr.Tab("Video", id="video-tab"):
+                    button, inputs, outputs = _video_tab(gr, models)
+                    button.click(
+                        on_error(caption_video), inputs, outputs, api_name="caption_video", preprocess=False
+                    )
             with gr.Tab("Zero-shot", id="zeroshot-tab"):
                 button, inputs, output = _zeroshot_tab(gr, models, examples)
                 button.click(on_error(zeroshot), inputs, output, api_name="zeroshot", preprocess=False)
@@ -234,6 +247,36 @@ def _caption_tab(gr: Any, models: AppModels, examples: list[Path]) -> tuple[Any,
     return button, controls, [caption, score, gallery]
 
 
+def _video_tab(gr: Any, models: AppModels) -> tuple[Any, list[Any], list[Any]]:
+    """(the button, its inputs: video file, decoding, beams, heads, layers; its outputs: caption, the
+    frames x words figure, a note). A plain file input: Gradio's Video component would convert the upload
+    with an ffmpeg program; vlkit's reader (PyAV) reads it as it is, or says what is wrong with it."""
+    from vlkit.data.video import VIDEO_EXTENSIONS
+
+    n_layers = int(models.video_captioner.model.decoder.config.n_layer) if models.video_captioner else 0
+    with gr.Row():
+        with gr.Column():
+            video = gr.File(label="video", file_types=list(VIDEO_EXTENSIONS), elem_id="video")
+            mode = gr.Radio(["greedy", "beam search"], value="greedy", label="decoding")
+            beams = gr.Slider(1, 8, value=3, step=1, label="beams (beam search)")
+            heads = gr.Radio(["mean", "max"], value="mean", label="heads")
+            layers = gr.Dropdown(["mean", "last", *map(str, range(n_layers))], value="mean", label="layers")
+            button = gr.Button("Caption the video", variant="primary", elem_id="video-button")
+        with gr.Column():
+            caption = gr.Textbox(label="caption", interactive=False, elem_id="video-caption")
+            figure = gr.Image(label="frames x words", type="pil", interactive=False, elem_id="video-figure")
+            note = gr.Markdown(elem_id="video-figure-note")
+    return button, [video, mode, beams, heads, layers], [caption, figure, note]
+
+
+def _png_image(data: bytes) -> Any:
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
 def _zeroshot_tab(gr: Any, models: AppModels, examples: list[Path]) -> tuple[Any, list[Any], Any]:
     """(the button, its inputs: image, labels, template set; its output, the probabilities)."""
     from vlkit.zeroshot.templates import TEMPLATE_SETS
@@ -255,7 +298,7 @@ def _zeroshot_tab(gr: Any, models: AppModels, examples: list[Path]) -> tuple[Any
 
 
 def _header(models: AppModels, clip_name: str) -> str:
-    captioner = models.captioner_source if models.captioner is not None else "none for images"
+    captioner = models.captioner_source
     return (
         "## vlkit: caption, attention maps and zero-shot labels\n"
         f"Captioner: {captioner}. CLIP (zero-shot labels and CLIPScore): `{clip_name}`, "
