@@ -184,3 +184,27 @@ def test_msvd_bad_inputs_are_named(tmp_path):
         load_msvd(descriptions, tmp_path, "train", mapping=mapping, check_files=False)
     with pytest.raises(VlkitError, match="split: MSVD's standard splits"):
         load_msvd(descriptions, tmp_path, "validate", mapping=mapping, check_files=False)
+
+
+def test_video_layout_writes_an_msrvtt_split_that_the_video_trainer_reads(tmp_path, capsys):
+    from vlkit.cli.main import main
+    from vlkit.train.video_trainer import load_video_splits
+
+    path = _write(tmp_path / "MSRVTT_data.json", MSRVTT)
+    frames = [np.zeros((16, 16, 3), np.uint8)] * 2
+    for i in (0, 1, 2):
+        write_video(tmp_path / "videos" / f"video{i}.mp4", frames)
+    for split, folder in (("train", "train"), ("val", "val")):
+        main(["data", "video-layout", "--msrvtt", str(path), "--videos", str(tmp_path / "videos"),
+              "--split", split, "--out", str(tmp_path / "data" / folder)])  # fmt: skip
+    assert "MSR-VTT captioning validate (2016 challenge split, 1 videos)" in capsys.readouterr().out
+    train, val = load_video_splits(tmp_path / "data")
+    assert [v for v, _ in train.videos] == ["video0", "video1"] and [v for v, _ in val.videos] == ["video2"]
+    assert train.captions["video1"] == ["caption 0 of video 1", "caption 1 of video 1"]
+    assert train.video_paths()[0].read_bytes() == (tmp_path / "videos" / "video0.mp4").read_bytes()
+    written = json.loads((tmp_path / "data" / "train" / "annotations.json").read_text())
+    assert written["info"]["split"].startswith("MSR-VTT captioning train")
+    with pytest.raises(SystemExit):  # the test split's videos are not there: one line naming them
+        main(["data", "video-layout", "--msrvtt", str(path), "--videos", str(tmp_path / "videos"),
+              "--split", "test", "--out", str(tmp_path / "data" / "test")])  # fmt: skip
+    assert "no video file for 'video3'" in capsys.readouterr().err

@@ -86,6 +86,58 @@ def _print_summary(console: Console, summary: WorldSummary) -> None:
     console.print(grid)
 
 
+@app.command("video-layout")
+def video_layout(
+    out: Path = typer.Option(
+        ..., "--out", help="Folder of one split, e.g. DATA/train: annotations.json, videos/."
+    ),
+    videos: Path = typer.Option(..., "--videos", help="The folder of the dataset's video files."),
+    split: str = typer.Option(
+        ...,
+        "--split",
+        help="MSR-VTT: train, validate (val) or test (2016 captioning split); MSVD: train, val, test.",
+    ),
+    msrvtt: Path = typer.Option(
+        None, "--msrvtt", help="MSR-VTT's annotation JSON (train_val_videodatainfo.json, ...)."
+    ),
+    msvd: Path = typer.Option(None, "--msvd", help="MSVD's AllVideoDescriptions.txt."),
+    mapping: Path = typer.Option(
+        None, "--mapping", help="MSVD: youtube_mapping.txt (the standard 1200/100/670 split)."
+    ),
+    video_list: Path = typer.Option(
+        None,
+        "--video-list",
+        help="Instead of a standard split: a list of videos (MSR-VTT's retrieval lists, e.g. the 1k-A test "
+        "CSV; one MSVD clip a line).",
+    ),
+) -> None:
+    """Write one split of MSR-VTT or MSVD in the video caption layout `vlkit caption train --data` reads;
+    the split read is named on the console and in the file (captioning and retrieval splits differ)."""
+    from vlkit.data.video_captions import load_msrvtt, load_msvd, write_video_layout
+
+    if (msrvtt is None) == (msvd is None):
+        raise VlkitError("give either --msrvtt (MSR-VTT's JSON) or --msvd (MSVD's AllVideoDescriptions.txt)")
+    for flag, path in (
+        ("--msrvtt", msrvtt),
+        ("--msvd", msvd),
+        ("--mapping", mapping),
+        ("--video-list", video_list),
+    ):
+        if path is not None and not path.is_file():
+            raise VlkitError(f"{flag} {path}: file not found")
+    if not videos.is_dir():
+        raise VlkitError(f"--videos {videos}: folder not found")
+    if msrvtt is not None:
+        data = load_msrvtt(msrvtt, videos, split, video_list=video_list)
+    else:
+        data = load_msvd(msvd, videos, split, mapping=mapping, video_list=video_list)
+    written = write_video_layout(data, out)
+    Console().print(
+        f"[green]wrote[/] {written}: {data.split}, {len(data)} videos, {len(data.all_captions())} captions",
+        soft_wrap=True,
+    )
+
+
 @app.command("shard")
 def shard(
     out: Path = typer.Option(..., "--out", help="Folder for data-000000.tar, data-000001.tar, ..."),

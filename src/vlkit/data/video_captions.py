@@ -38,7 +38,7 @@ from typing import Any
 from vlkit.data.captions import MAX_CAPTION_WORDS, path_inside_root
 from vlkit.data.video import VIDEO_EXTENSIONS
 from vlkit.errors import VlkitError
-from vlkit.runtime.files import read_json
+from vlkit.runtime.files import read_json, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -374,3 +374,30 @@ def _read_mapping(path: Path) -> list[tuple[str, int]]:
             raise VlkitError(f"{path}: line {number}: expected '<clip name> vid<N>', got {line.strip()!r}")
         pairs.append((parts[0], int(parts[1][3:])))
     return pairs
+
+
+def write_video_layout(data: VideoCaptionData, out: str | os.PathLike[str]) -> Path:
+    """Write one split as the video layout `vlkit caption train --data` reads: OUT/annotations.json (its
+    "info" names the split and the file it came from) and OUT/videos, a symbolic link to the videos' folder
+    (nothing is copied). Returns the annotations file."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    link = out / "videos"
+    target = data.video_root.resolve()
+    if link.is_symlink() or link.exists():
+        if not (link.is_symlink() and link.resolve() == target):
+            raise VlkitError(f"--out {out}: {link} exists and is not a link to {target}")
+    else:
+        link.symlink_to(target, target_is_directory=True)
+    document = {
+        "info": {"split": data.split, "source": str(data.annotations)},
+        "videos": [{"id": entry.id, "file_name": entry.file_name} for entry in data.entries],
+        "annotations": [
+            {"video_id": entry.id, "caption": caption, "id": n}
+            for n, (entry, caption) in enumerate(
+                (entry, caption) for entry in data.entries for caption in entry.captions
+            )
+        ],
+    }
+    write_json_atomic(out / "annotations.json", document)
+    return out / "annotations.json"
