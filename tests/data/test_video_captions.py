@@ -202,6 +202,9 @@ def test_video_layout_writes_an_msrvtt_split_that_the_video_trainer_reads(tmp_pa
     assert [v for v, _ in train.videos] == ["video0", "video1"] and [v for v, _ in val.videos] == ["video2"]
     assert train.captions["video1"] == ["caption 0 of video 1", "caption 1 of video 1"]
     assert train.video_paths()[0].read_bytes() == (tmp_path / "videos" / "video0.mp4").read_bytes()
+    from vlkit.cli.caption import _video_files
+
+    assert _video_files(tmp_path / "data" / "val" / "annotations.json") == val.video_paths()  # the split only
     written = json.loads((tmp_path / "data" / "train" / "annotations.json").read_text())
     assert written["info"]["split"].startswith("MSR-VTT captioning train")
     with pytest.raises(SystemExit):  # the test split's videos are not there: one line naming them

@@ -101,7 +101,8 @@ def predict(
     videos: Path = typer.Option(
         None,
         "--videos",
-        help="Instead of --images: a folder of videos for a video captioner, sampled as it was trained.",
+        help="Instead of --images: a folder of videos for a video captioner, sampled as it was trained (or a "
+        "split's annotations.json of the video layout: its videos).",
     ),
     shards: str = typer.Option(
         None,
@@ -154,8 +155,13 @@ def predict(
 
 
 def _video_files(folder: Path) -> list[Path]:
+    """The files of a video folder, or of a video-layout split (SPLIT/annotations.json: its videos only)."""
     from vlkit.data.video import VIDEO_EXTENSIONS, list_videos
 
+    if folder.is_file() and folder.suffix == ".json":
+        from vlkit.data.video_captions import load_video_captions
+
+        return load_video_captions(folder, folder.parent / "videos", require_captions=False).video_paths()
     if not folder.is_dir():
         raise VlkitError(f"--videos {folder}: folder not found")
     paths = list_videos(folder)
@@ -314,7 +320,8 @@ def attend(
     videos: Path = typer.Option(
         None,
         "--videos",
-        help="Instead: a folder of videos (a concat or seq captioner): a frames x words figure per clip.",
+        help="Instead: a folder of videos (a concat or seq captioner), or a split's annotations.json of the "
+        "video layout: a frames x words figure per clip.",
     ),
     annotations: Path = typer.Option(
         None,

@@ -379,7 +379,8 @@ def _read_mapping(path: Path) -> list[tuple[str, int]]:
 def write_video_layout(data: VideoCaptionData, out: str | os.PathLike[str]) -> Path:
     """Write one split as the video layout `vlkit caption train --data` reads: OUT/annotations.json (its
     "info" names the split and the file it came from) and OUT/videos, a symbolic link to the videos' folder
-    (nothing is copied). Returns the annotations file."""
+    (nothing is copied; `--videos OUT/annotations.json` reads the split's videos only). Returns the
+    annotations file."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     link = out / "videos"
