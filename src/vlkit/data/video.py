@@ -355,10 +355,14 @@ def write_video(
         with av.open(str(partial), "w", format=_WRITE_FORMATS[path.suffix.lower()], options=options) as out:
             stream = _h264_stream(av, out, fps, path)
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            stream.codec_context.thread_count = 1  # x264's output depends on its thread count
-            stream.codec_context.options = {"crf": str(crf)}
-            for array in arrays:
-                out.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+            # Same frames, same bytes: x264 on one thread ("threads", which thread_count alone did not
+            # reach), and yuv420p made here (encode()'s own conversion varied run to run, measured).
+            stream.codec_context.thread_count = 1
+            stream.codec_context.options = {"crf": str(crf), "threads": "1"}
+            for index, array in enumerate(arrays):
+                frame = av.VideoFrame.from_ndarray(array, format="rgb24").reformat(format="yuv420p")
+                frame.pts = index
+                out.mux(stream.encode(frame))
             out.mux(stream.encode())
         os.replace(partial, path)
 

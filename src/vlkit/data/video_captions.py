@@ -390,15 +390,11 @@ def write_video_layout(data: VideoCaptionData, out: str | os.PathLike[str]) -> P
             raise VlkitError(f"--out {out}: {link} exists and is not a link to {target}")
     else:
         link.symlink_to(target, target_is_directory=True)
+    pairs = [(entry.id, caption) for entry in data.entries for caption in entry.captions]
     document = {
         "info": {"split": data.split, "source": str(data.annotations)},
         "videos": [{"id": entry.id, "file_name": entry.file_name} for entry in data.entries],
-        "annotations": [
-            {"video_id": entry.id, "caption": caption, "id": n}
-            for n, (entry, caption) in enumerate(
-                (entry, caption) for entry in data.entries for caption in entry.captions
-            )
-        ],
+        "annotations": [{"video_id": v, "caption": c, "id": n} for n, (v, c) in enumerate(pairs)],
     }
     write_json_atomic(out / "annotations.json", document)
     return out / "annotations.json"
