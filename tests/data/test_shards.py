@@ -123,7 +123,8 @@ def test_caption_predict_reads_shards_as_it_reads_the_folder(shapes_world, tmp_p
 def test_caption_predict_takes_images_or_shards_not_both(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["caption", "predict", "--model", str(tmp_path), "--out", str(tmp_path / "p.json")])
-    assert exit_info.value.code == 2 and "give one of --images, --videos and --shards" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "give one of --images, --videos and --shards" in error
 
 
 def test_shards_stream_from_a_url_pattern_as_from_local_files(shards):
