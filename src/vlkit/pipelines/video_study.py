@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from vlkit.runtime.files import read_json, write_bytes_atomic, write_json_atomic
+from vlkit.runtime.machine import cpu_name
 
 log = logging.getLogger(__name__)
 
@@ -255,19 +254,6 @@ def draw_figures(context: Any, rows: list[dict[str, Any]], folder: Path) -> dict
             names.append(f"{clip.stem}.png")
         figures[row["name"]] = names
     return figures
-
-
-def cpu_name() -> str:
-    """The processor's name and core count (the figures' machine)."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
 
 
 def shuffle_frames(features: np.ndarray, frame_tokens: int, seed: int, index: int) -> np.ndarray:

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from vlkit.pipelines.embedded import ensure_world
 from vlkit.pipelines.vilbert_study_runs import BASELINE_MODELS, load_context
 from vlkit.pipelines.vilbert_study_schedule import schedule_runs
 from vlkit.runtime.files import write_bytes_atomic, write_json_atomic, write_text_atomic
+from vlkit.runtime.machine import cpu_name, load_average
 from vlkit.shapes.world import ShapesConfig
 
 log = logging.getLogger(__name__)
@@ -96,7 +95,7 @@ class StudyRequest:
 def run_study(request: StudyRequest) -> dict[str, Any]:
     """Run (or reuse) every model and baseline into `request.out`; write study.json, study.md and study.png;
     return the study.json document."""
-    start, load = time.perf_counter(), _load()
+    start, load = time.perf_counter(), load_average()
     plan = study_plan(request.seed, request.quick)
     seeds = plan.seeds if request.seeds is None else tuple(request.seed + k for k in range(request.seeds))
     stages, out = Stages(), request.out
@@ -131,7 +130,7 @@ def run_study(request: StudyRequest) -> dict[str, Any]:
     document["timings"] = stages.timings
     document["models_wall_s"] = sum(run["wall_s"] for runs in results.values() for run in runs)
     document["total_s"] = time.perf_counter() - start
-    document["cpu"], document["load"] = _cpu(), {"start": load, "end": _load()}
+    document["cpu"], document["load"] = cpu_name(), {"start": load, "end": load_average()}
     document["world"] = {"folder": str(world), "meta_sha256": context.world_digest}
     write_study(out, document)
     return document
@@ -266,23 +265,3 @@ def write_study(out: Path, document: dict[str, Any]) -> None:
         "largest box": document["baselines"]["refer_largest"],
     }
     write_bytes_atomic(out / "study.png", study_chart(document["variants"], lines))
-
-
-def _cpu() -> str:
-    """The processor's name and its core count (the figures' machine)."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
-
-
-def _load() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None

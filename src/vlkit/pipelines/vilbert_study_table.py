@@ -3,8 +3,9 @@ the bars, the pointing game), the form docs/vilbert.md quotes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
+
+from vlkit.pipelines.tables import MET, markdown_table, num, pct
 
 MODEL_HEADER = [
     "model",
@@ -28,20 +29,6 @@ BASELINE_ROWS = (  # label, baselines key, figure key
     ("largest box: referring", "refer_largest", "refer_accuracy"),
     ("random region: referring", "refer_chance", "refer_accuracy"),
 )
-MET = {True: "met", False: "missed"}
-
-
-def pct(value: Any) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
-def num(value: Any, pattern: str) -> str:
-    return "n/a" if value is None else format(value, pattern)
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def _model_row(v: dict[str, Any]) -> list[str]:
