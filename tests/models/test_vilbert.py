@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -232,6 +235,30 @@ def test_the_tokenizer_is_bert_s_layout():
     first = tokens.index("[SEP]") + 1
     assert encoded["token_type_ids"] == [0] * first + [1] * (len(tokens) - first)
     assert train_wordpiece_tokenizer(CORPUS, vocab_size=40).get_vocab() == tokenizer.get_vocab()
+
+
+def test_the_tokenizer_is_the_same_in_every_process():
+    # tokenizers' trainer broke ties in per-process hash order: a study's workers got different vocabularies
+    code = (
+        "import json, sys; from vlkit.models.vilbert.tokenizer import train_wordpiece_tokenizer as t; "
+        f"print(json.dumps(sorted(t({list(CORPUS)!r} * 3, vocab_size=200).get_vocab().items())))"
+    )
+    vocabularies = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in (1, 2, 3)
+    }  # fmt: skip
+    assert len(vocabularies) == 1
+    tokenizer = train_wordpiece_tokenizer(CORPUS, vocab_size=200)
+    assert tokenizer.convert_ids_to_tokens(tokenizer("a red star")["input_ids"]) == [
+        "[CLS]",
+        "a",
+        "red",
+        "star",
+        "[SEP]",
+    ]
 
 
 def test_a_hub_bert_fills_the_text_stream():
