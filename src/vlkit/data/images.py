@@ -84,7 +84,7 @@ def read_image(path: str | os.PathLike[str]) -> Image.Image:
     corrupt file, and an image over `MAX_IMAGE_PIXELS`.
     """
     path = Path(path)
-    _check_is_nonempty_file(path)
+    check_nonempty_file(path)
     _warn_if_truncated_images_allowed()
     try:
         with warnings.catch_warnings():
@@ -201,17 +201,20 @@ def _warn_if_truncated_images_allowed() -> None:
                        "truncated images instead of failing, so vlkit cannot report them")
 
 
-def _check_is_nonempty_file(path: Path) -> None:
+def check_nonempty_file(path: Path, kind: str = "image") -> None:
+    """A one-line VlkitError unless `path` is a readable file of at least one byte (`kind`: "image",
+    "video", what the messages call it; the video reader uses it too)."""
+    article = "an" if kind[0] in "aeiou" else "a"
     try:
         stat = path.stat()
     except FileNotFoundError:
-        raise VlkitError(f"{path}: image file not found") from None
+        raise VlkitError(f"{path}: {kind} file not found") from None
     except OSError as exc:
         raise VlkitError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     if path.is_dir():
-        raise VlkitError(f"{path}: is a directory, expected an image file")
+        raise VlkitError(f"{path}: is a directory, expected {article} {kind} file")
     if stat.st_size == 0:
-        raise VlkitError(f"{path}: empty file (0 bytes), expected an image")
+        raise VlkitError(f"{path}: empty file (0 bytes), expected {article} {kind}")
 
 
 def _check_pixel_count(path: Path, size: tuple[int, int]) -> None:

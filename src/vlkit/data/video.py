@@ -41,6 +41,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from PIL import Image
 
+from vlkit.data.images import check_nonempty_file
 from vlkit.errors import ConfigError, VlkitError
 from vlkit.runtime import progress
 from vlkit.runtime.options import option
@@ -153,7 +154,7 @@ def read_video(path: str | os.PathLike[str], sampling: VideoSampling = VideoSamp
     """
     av = _import_av()
     path = Path(path)
-    _check_is_nonempty_file(path)
+    check_nonempty_file(path, "video")
     try:
         return _read(av, path, sampling, None)
     except _Shortfall as short:
@@ -246,19 +247,6 @@ def _import_av() -> Any:
     except ImportError as exc:
         raise VlkitError("reading video needs PyAV: pip install 'vlkit[video]' (or pip install av)") from exc
     return av
-
-
-def _check_is_nonempty_file(path: Path) -> None:
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        raise VlkitError(f"{path}: video file not found") from None
-    except OSError as exc:
-        raise VlkitError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    if path.is_dir():
-        raise VlkitError(f"{path}: is a directory, expected a video file")
-    if stat.st_size == 0:
-        raise VlkitError(f"{path}: empty file (0 bytes), expected a video")
 
 
 def _video_stream(path: Path, container: Any) -> Any:
